@@ -1,0 +1,1 @@
+"""The Wave-U-Net model: layers, builder and loading of saved models."""
