@@ -5,6 +5,11 @@
     model = wut.build_model(config)
 """
 
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
 from wave_unet_tf.config import Config, get_preset, io_sizes, preset_names
 
 __version__ = "0.1.0"
@@ -20,9 +25,45 @@ _LAZY = {
 
 def __getattr__(name):
   if name in _LAZY:
-    import importlib
     return getattr(importlib.import_module(_LAZY[name]), name)
   raise AttributeError(f"module 'wave_unet_tf' has no attribute {name!r}")
+
+
+_KERAS_OBJECTS = "wave_unet_tf.model.loading"
+
+
+class _RegisterWithKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+  """`keras.models.load_model` needs this package's layers registered, but importing them imports Keras
+  (seconds), which `import wave_unet_tf` should not cost. So they register the moment Keras is imported."""
+
+  def find_spec(self, fullname, path, target=None):
+    if fullname != "keras" or "keras" in sys.modules:
+      return None
+    # TensorFlow also asks for keras' spec without importing it, so stay installed until Keras executes.
+    sys.meta_path.remove(self)
+    try:
+      spec = importlib.util.find_spec(fullname)
+    finally:
+      sys.meta_path.insert(0, self)
+    if spec is None:
+      return None
+    self._keras_loader, spec.loader = spec.loader, self
+    return spec
+
+  def create_module(self, spec):
+    return self._keras_loader.create_module(spec)
+
+  def exec_module(self, module):
+    if self in sys.meta_path:
+      sys.meta_path.remove(self)
+    self._keras_loader.exec_module(module)
+    importlib.import_module(_KERAS_OBJECTS)
+
+
+if "keras" in sys.modules:
+  importlib.import_module(_KERAS_OBJECTS)
+else:
+  sys.meta_path.insert(0, _RegisterWithKeras())
 
 
 __all__ = ["Config", "get_preset", "io_sizes", "preset_names", *_LAZY]

@@ -49,11 +49,11 @@ def load_model(path: str):
     if os.path.exists(os.path.join(path, BEST_MODEL)):
       return load_model(os.path.join(path, BEST_MODEL))
     if os.path.exists(os.path.join(path, "saved_model.pb")):
-      from wave_unet_tf.export.saved_model import load_saved_model
+      from wave_unet_tf.deploy.saved_model import load_saved_model
       return load_saved_model(path)
     raise NotAModelError(f"{path}: folder holds neither {BEST_MODEL} (a training run) nor saved_model.pb")
   if path.endswith(".tflite"):
-    from wave_unet_tf.export.tflite import TFLiteModel
+    from wave_unet_tf.deploy.tflite import TFLiteModel
     return TFLiteModel(path)
   if not path.endswith(".keras"):
     raise NotAModelError(f"{path}: not a model (expected a .keras file, a .tflite file, a SavedModel folder "

@@ -1,0 +1,22 @@
+"""Shared test paths and fixtures."""
+
+import os
+import pathlib
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
+ORIGINAL_TF1 = FIXTURES / "original_tf1"
+MUSDB_SAMPLE = FIXTURES / "musdb18_sample" / "MUSDB18-7-SAMPLE"
+
+ORIGINAL_MODELS = ("tiny_m5", "tiny_m6", "tiny_direct_multi", "tiny_m1_same", "tiny_learned_same", "deep_m5_thin")
+
+
+@pytest.fixture(scope="session")
+def original_tf1():
+  if not ORIGINAL_TF1.is_dir():
+    pytest.fail(f"test fixtures not found at {ORIGINAL_TF1}")
+  return ORIGINAL_TF1

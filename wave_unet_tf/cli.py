@@ -1,0 +1,35 @@
+"""What every command shares: absl start-up and one-line errors instead of tracebacks."""
+
+import os
+import sys
+
+from absl import app
+
+DEBUG_ENV = "WAVE_UNET_DEBUG"  # set to 1 for full tracebacks
+
+
+class UsageError(ValueError):
+  """A bad flag value; the message names the flag."""
+
+
+def run(main):
+  """Runs an absl ``main``; an expected error (bad input, bad flag, I/O) prints ``<command>: error: <message>``
+  on one line and exits with status 1. Set ``WAVE_UNET_DEBUG=1`` for the traceback."""
+  def guarded(argv):
+    try:
+      return main(argv)
+    except (ValueError, OSError, RuntimeError) as e:
+      if os.environ.get(DEBUG_ENV):
+        raise
+      message = " ".join(str(e).split()) or type(e).__name__
+      print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr)
+      sys.exit(1)
+    except KeyboardInterrupt:
+      print(f"{os.path.basename(sys.argv[0])}: interrupted", file=sys.stderr)
+      sys.exit(130)
+  app.run(guarded)
+
+
+def quiet_tensorflow():
+  """Keeps TensorFlow's C++ start-up chatter off the terminal (set before TensorFlow is imported)."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
