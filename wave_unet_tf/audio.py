@@ -6,11 +6,12 @@ Waveforms are float32 ``[samples, channels]`` everywhere in the project.
 import os
 import shutil
 import subprocess
-import tempfile
 
 import numpy as np
 import soundfile
 import soxr
+
+from wave_unet_tf.files import atomic_output
 
 CODECS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
 
@@ -117,14 +118,7 @@ def save(path, waveform, sample_rate, codec=None):
   codec = (codec or os.path.splitext(path)[1].lstrip(".")).lower()
   if codec not in CODECS:
     raise AudioError(f"{path}: unsupported codec {codec!r}; choose one of {', '.join(CODECS)}")
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + codec, dir=folder)
-  os.close(fd)
-  try:
-    subtype = "FLOAT" if codec == "wav" else None
+  subtype = "FLOAT" if codec == "wav" else None
+  with atomic_output(path, suffix="." + codec) as tmp:
     soundfile.write(tmp, np.asarray(waveform, np.float32), sample_rate, format=CODECS[codec], subtype=subtype)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
   return path

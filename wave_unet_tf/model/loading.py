@@ -1,9 +1,10 @@
 """Saving and loading models: ``.keras`` files and training run folders (written atomically)."""
 
 import os
-import tempfile
 
 import keras
+
+from wave_unet_tf.files import atomic_output
 
 from wave_unet_tf.model import layers, wave_unet  # noqa: F401  (registers the serializable classes)
 
@@ -19,19 +20,8 @@ def save_model(model: keras.Model, path: str) -> str:
   disk never leaves a half-written model in its place."""
   if not path.endswith(".keras"):
     raise ValueError(f"{path}: a model file name must end in .keras")
-  folder = os.path.dirname(os.path.abspath(path))
-  if not os.path.isdir(folder):
-    raise NotADirectoryError(f"{path}: folder {folder} does not exist")
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=folder)
-  os.close(fd)
-  try:
+  with atomic_output(path, suffix=".keras") as tmp:
     model.save(tmp)
-    with open(tmp, "rb") as f:
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
   return path
 
 

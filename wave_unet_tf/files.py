@@ -1,0 +1,33 @@
+"""Writing files so that a crash, a kill or a full disk never leaves a partial file in place."""
+
+import contextlib
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_output(path, suffix=""):
+  """Yields a temporary path beside ``path``; on success it is renamed over ``path``, on failure removed.
+
+  ``suffix`` keeps the extension writers look at (``.keras``, ``.wav``).
+  """
+  path = os.fspath(path)
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise NotADirectoryError(f"{path}: folder {folder} does not exist")
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+  os.close(fd)
+  try:
+    yield tmp
+    with open(tmp, "rb") as f:
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_text_atomically(path, text):
+  with atomic_output(path) as tmp:
+    with open(tmp, "w") as f:
+      f.write(text)

@@ -1,0 +1,1 @@
+"""Training: the original's recipe (MSE, Adam, early stopping, fine-tuning stage) on tf.distribute."""
