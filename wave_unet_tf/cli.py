@@ -3,7 +3,7 @@
 import os
 import sys
 
-from absl import app
+from absl import app, flags
 
 DEBUG_ENV = "WAVE_UNET_DEBUG"  # set to 1 for full tracebacks
 
@@ -22,12 +22,27 @@ def run(main):
       if os.environ.get(DEBUG_ENV):
         raise
       message = " ".join(str(e).split()) or type(e).__name__
-      print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr)
+      print(f"{_program()}: error: {message}", file=sys.stderr)
       sys.exit(1)
     except KeyboardInterrupt:
-      print(f"{os.path.basename(sys.argv[0])}: interrupted", file=sys.stderr)
+      print(f"{_program()}: interrupted", file=sys.stderr)
       sys.exit(130)
-  app.run(guarded)
+  app.run(guarded, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's parser, but a bad flag is one line that lists the command's own flags."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    own = sorted(f.name for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
+                 if not module.startswith("absl.") for f in module_flags)
+    print(f"{_program()}: error: {e}; valid flags: --{', --'.join(own)} (details: --helpfull)", file=sys.stderr)
+    sys.exit(1)
+
+
+def _program():
+  return os.path.basename(sys.argv[0])
 
 
 def quiet_tensorflow():

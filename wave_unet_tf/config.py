@@ -110,19 +110,31 @@ class Config:
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
+  def merge(self, d: Mapping[str, Any]) -> "Config":
+    """A copy with the fields in ``d`` (this project's or the original ``Config.py``'s keys) applied; the
+    original's keys for its own data loading are ignored."""
+    return dataclasses.replace(self, **_canonical_keys(d, ignore_unknown_original=True))
+
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "Config":
-    """Builds a config from this project's keys or the original ``Config.py`` keys."""
-    return cls(**_canonical_keys(d, ignore_unknown_original=True))
+    """Builds a config from the defaults and ``d`` (see `merge`)."""
+    return cls().merge(d)
 
   @classmethod
   def from_json_file(cls, path: str) -> "Config":
-    try:
-      with open(path) as f:
-        d = json.load(f)
-    except (OSError, ValueError) as e:
-      raise ValueError(f"{path}: not a readable config JSON ({e})") from None
-    return cls.from_dict(d.get("config", d))
+    return cls.from_dict(read_json_config(path))
+
+
+def read_json_config(path: str) -> dict:
+  """The config dict in a JSON file: a bare dict, or one under a ``config`` key (as the fixtures have)."""
+  try:
+    with open(path) as f:
+      d = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path}: not a readable config JSON ({e})") from None
+  if not isinstance(d, dict):
+    raise ValueError(f"{path}: a config JSON must hold an object")
+  return d.get("config", d)
 
 
 # The original Config.py's keys that name one of ours differently.

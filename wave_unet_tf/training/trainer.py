@@ -1,0 +1,295 @@
+"""The original's training recipe, resumable at any point.
+
+Stage 0 trains with the config's batch size and learning rate, validating after every epoch of
+``steps_per_epoch`` steps, until ``patience`` epochs bring no better validation loss. Stage 1 (the paper's
+fine-tuning, if ``config.fine_tune``) restarts from the best checkpoint with the batch times
+``fine_tune_batch_factor`` and ``fine_tune_learning_rate``, with the same early stopping. Every counter lives
+in the checkpoint, so running the same command again continues where the last run stopped.
+"""
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from wave_unet_tf.config import Config
+from wave_unet_tf.data import pipeline, tracks as track_finder
+from wave_unet_tf.model.loading import save_model, BEST_MODEL
+from wave_unet_tf.model.wave_unet import build_model
+from wave_unet_tf.training import run_folder, step as steps
+from wave_unet_tf.training.strategy import is_chief, worker_id
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+  """Training cannot go on (NaN loss, no validation data)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataOptions:
+  """Where the tracks are and how they are read.
+
+  Attributes:
+    musdb_root: MUSDB18, MUSDB18-HQ or a folder in MUSDB18-HQ layout.
+    cache_dir: Decoded, resampled tracks are cached here (memory-mapped).
+    is_wav: MUSDB18-HQ layout; None detects it.
+    split_mode: ``official`` (musdb's train/valid split) or ``random`` (the original's 75/25, seed 1337).
+    channel_swap: Randomly swap stereo channels of training excerpts.
+    remix: Mix sources of different songs (as Demucs and Open-Unmix train).
+    max_validation_batches: Validate on at most this many batches (0: the whole validation set).
+  """
+
+  musdb_root: str
+  cache_dir: str
+  is_wav: Optional[bool] = None
+  split_mode: str = "official"
+  channel_swap: bool = False
+  remix: bool = False
+  max_validation_batches: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+  """How long and how often.
+
+  Attributes:
+    seed: Seeds the weights and the data stream (the stream resumes from the checkpointed step).
+    max_steps: Stop after this many steps in all (0: only early stopping ends the run); rerun to go on.
+    checkpoint_every: Also checkpoint every this many steps within an epoch (0: only after epochs).
+    summary_every: Write the training loss to TensorBoard every this many steps.
+  """
+
+  seed: int = 0
+  max_steps: int = 0
+  checkpoint_every: int = 500
+  summary_every: int = 20
+
+
+class _State:
+  """The counters that make a run resumable; checkpointed with the weights."""
+
+  def __init__(self):
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    self.stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage")
+    self.stage_start_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage_start_epoch")
+    self.worse_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="worse_epochs")
+    self.best_loss = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_loss")
+
+  def as_dict(self):
+    return {k: v for k, v in vars(self).items()}
+
+
+class Trainer:
+  """Trains ``config`` into ``model_dir`` under ``strategy``; see the module docstring for the recipe."""
+
+  def __init__(self, config: Config, model_dir: str, data: DataOptions, run: RunOptions = RunOptions(),
+               strategy: tf.distribute.Strategy = None):
+    self.config = config
+    self.model_dir = model_dir
+    self.data = data
+    self.run_options = run
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.chief = is_chief(self.strategy)
+    run_folder.prepare(model_dir, config, write=self.chief)
+    self.train_tracks = track_finder.find_tracks(data.musdb_root, config, subset="train", split="train",
+                                                 is_wav=data.is_wav, split_mode=data.split_mode)
+    self.valid_tracks = track_finder.find_tracks(data.musdb_root, config, subset="train", split="valid",
+                                                 is_wav=data.is_wav, split_mode=data.split_mode)
+    if not self.valid_tracks:
+      raise TrainingError(f"--musdb_root={data.musdb_root}: no validation tracks (need at least two tracks)")
+
+    keras.utils.set_random_seed(run.seed)
+    with self.strategy.scope():
+      self.model = build_model(config)
+      self.optimizer = steps.make_optimizer(config)
+      self.state = _State()
+    self.optimizer.build(self.model.trainable_variables)
+    objects = dict(model=self.model, optimizer=self.optimizer, **self.state.as_dict())
+    # Non-chief workers must save too (collectives), but into a scratch folder.
+    folder = model_dir if self.chief else os.path.join(model_dir, f".worker_{worker_id(self.strategy)}")
+    self.checkpoint = tf.train.Checkpoint(**objects)
+    self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(folder, "checkpoints"), max_to_keep=2)
+    self.best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.model, optimizer=self.optimizer),
+                                                   os.path.join(folder, "best"), max_to_keep=1)
+    if self.manager.latest_checkpoint:
+      self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+      log.info("resuming %s at step %d, epoch %d, stage %d", model_dir, int(self.state.step),
+               int(self.state.epoch), int(self.state.stage))
+    logs = os.path.join(model_dir, "logs")
+    self.train_writer = tf.summary.create_file_writer(os.path.join(logs, "train")) if self.chief else None
+    self.valid_writer = tf.summary.create_file_writer(os.path.join(logs, "valid")) if self.chief else None
+    self.eval_step = tf.function(lambda mix: self.model(mix, training=False))
+
+  # -- the recipe ---------------------------------------------------------------------------------------------
+
+  def stages(self):
+    """(batch size, learning rate) per stage."""
+    c = self.config
+    first = (c.batch_size, c.learning_rate)
+    return [first, (c.batch_size * c.fine_tune_batch_factor, c.fine_tune_learning_rate)] if c.fine_tune else [first]
+
+  def train(self) -> dict:
+    """Runs until both stages stopped early, ``max_epochs`` or ``max_steps``; returns a summary."""
+    stages = self.stages()
+    while int(self.state.stage) < len(stages):
+      batch_size, learning_rate = stages[int(self.state.stage)]
+      self._set_learning_rate(learning_rate)
+      if not self._train_stage(batch_size):
+        return self._summary(finished=False)
+      self._next_stage()
+    return self._summary(finished=True)
+
+  def _train_stage(self, batch_size) -> bool:
+    """Epochs of one stage until early stopping; False if ``max_steps`` interrupted it."""
+    c, run = self.config, self.run_options
+    train_step = steps.make_train_step(self.model, self.optimizer, self.strategy, batch_size)
+    batches = iter(self._training_batches(batch_size))
+    while True:
+      done_in_epoch = int(self.state.step) - int(self.state.epoch) * c.steps_per_epoch
+      todo = c.steps_per_epoch - done_in_epoch
+      if run.max_steps:
+        todo = min(todo, max(run.max_steps - int(self.state.step), 0))
+      if todo:
+        self._run_steps(train_step, batches, todo, batch_size)
+      if int(self.state.step) - int(self.state.epoch) * c.steps_per_epoch < c.steps_per_epoch:
+        self.manager.save(checkpoint_number=int(self.state.step))
+        return False  # max_steps reached within the epoch
+      if self._end_epoch():
+        return True
+
+  def _run_steps(self, train_step, batches, count, batch_size):
+    run = self.run_options
+    epoch = int(self.state.epoch)
+    bar = tqdm.tqdm(total=count, desc=f"stage {int(self.state.stage)} epoch {epoch}", unit="step",
+                    disable=not self.chief, dynamic_ncols=True)
+    start = time.perf_counter()
+    for i in range(count):
+      loss = float(train_step(next(batches)))
+      step = int(self.state.step.assign_add(1))
+      if not math.isfinite(loss):
+        bar.close()
+        raise TrainingError(f"training loss is {loss} at step {step}; stopped without saving, the last good "
+                            f"checkpoint {self.manager.latest_checkpoint or '(none)'} is kept")
+      bar.update()
+      bar.set_postfix(loss=f"{loss:.5f}", steps_per_s=f"{(i + 1) / (time.perf_counter() - start):.2f}")
+      if self.train_writer and (step % run.summary_every == 0 or i == 0):
+        with self.train_writer.as_default(step=step):
+          tf.summary.scalar("loss", loss)
+          tf.summary.scalar("learning_rate", self._learning_rate())
+          tf.summary.scalar("examples_per_s", (i + 1) * batch_size / (time.perf_counter() - start))
+      if run.checkpoint_every and step % run.checkpoint_every == 0 and i < count - 1:
+        self.manager.save(checkpoint_number=step)
+    bar.close()
+
+  def _end_epoch(self) -> bool:
+    """Validates, updates early stopping, checkpoints; True when the stage is over."""
+    loss = self.validate()
+    self.state.epoch.assign_add(1)
+    epoch, step = int(self.state.epoch), int(self.state.step)
+    improved = loss < float(self.state.best_loss)
+    if improved:
+      self.state.best_loss.assign(loss)
+      self.state.worse_epochs.assign(0)
+      self.best_manager.save(checkpoint_number=step)
+      if self.chief:
+        save_model(self.model, os.path.join(self.model_dir, BEST_MODEL))
+    else:
+      self.state.worse_epochs.assign_add(1)
+    if self.valid_writer:
+      with self.valid_writer.as_default(step=step):
+        tf.summary.scalar("loss", loss)
+        self._audio_summary()
+      self.valid_writer.flush()
+    self.manager.save(checkpoint_number=step)
+    log.info("epoch %d (step %d): validation loss %.6f%s", epoch, step, loss,
+             " (best)" if improved else f", {int(self.state.worse_epochs)} worse epoch(s)")
+    if self.chief:
+      tqdm.tqdm.write(f"epoch {epoch}: validation loss {loss:.6f}" + (" (best)" if improved else ""))
+    stage_epochs = epoch - int(self.state.stage_start_epoch)
+    return (int(self.state.worse_epochs) >= self.config.patience or
+            bool(self.config.max_epochs and stage_epochs >= self.config.max_epochs))
+
+  def _next_stage(self):
+    self.state.stage.assign_add(1)
+    self.state.worse_epochs.assign(0)
+    self.state.stage_start_epoch.assign(self.state.epoch)
+    if int(self.state.stage) < len(self.stages()) and self.best_manager.latest_checkpoint:
+      # The fine-tuning stage starts from the best model so far, as the paper does.
+      tf.train.Checkpoint(model=self.model, optimizer=self.optimizer).restore(
+          self.best_manager.latest_checkpoint).assert_existing_objects_matched()
+    self.manager.save(checkpoint_number=int(self.state.step))
+
+  # -- data, validation and summaries -------------------------------------------------------------------------
+
+  def _training_batches(self, global_batch_size):
+    """A distributed stream, re-seeded from the current step so a resumed run goes on deterministically."""
+    step = int(self.state.step)
+
+    def dataset_fn(context: tf.distribute.InputContext):
+      seed = int(np.random.SeedSequence(
+          [self.run_options.seed, step, context.input_pipeline_id]).generate_state(1)[0])
+      return pipeline.training_dataset(
+          self.config, self.train_tracks, self.data.cache_dir, seed=seed,
+          batch_size=context.get_per_replica_batch_size(global_batch_size),
+          channel_swap=self.data.channel_swap, remix=self.data.remix)
+
+    return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+  def _validation_batches(self):
+    dataset = pipeline.validation_dataset(self.config, self.valid_tracks, self.data.cache_dir,
+                                          batch_size=self.config.batch_size)
+    if self.data.max_validation_batches:
+      dataset = dataset.take(self.data.max_validation_batches)
+    return dataset
+
+  def validate(self) -> float:
+    """Mean per-example loss over the validation tiles, ``training=False`` (as the original's ``Test.test``).
+
+    Every worker computes it in full on its own copy of the weights, so early-stopping decisions agree.
+    """
+    total, count = 0.0, 0
+    for mix, targets in self._validation_batches():
+      estimates = self.eval_step(mix)
+      losses = steps.per_example_loss(targets, estimates, self.config.source_names)
+      total += float(tf.reduce_sum(losses))
+      count += int(losses.shape[0])
+    if count == 0:
+      raise TrainingError(f"--musdb_root={self.data.musdb_root}: the validation tracks gave no audio")
+    return total / count
+
+  def _audio_summary(self):
+    """The first validation tile with some signal, separated, for TensorBoard's audio tab."""
+    for mix, _ in self._validation_batches().take(8):
+      energies = tf.reduce_mean(tf.square(mix), axis=[1, 2])
+      index = int(tf.argmax(energies))
+      if float(energies[index]) > 0:
+        break
+    else:
+      return
+    estimates = self.eval_step(mix[index:index + 1])
+    rate = self.config.sample_rate
+    for source, audio in estimates.items():
+      tf.summary.audio(f"separated/{source}", tf.clip_by_value(audio, -1, 1), rate, max_outputs=1)
+    frames = estimates[self.config.source_names[0]].shape[1]
+    offset = (mix.shape[1] - frames) // 2
+    tf.summary.audio("mixture", mix[index:index + 1, offset:offset + frames], rate, max_outputs=1)
+
+  def _learning_rate(self):
+    return float(getattr(self.optimizer, "inner_optimizer", self.optimizer).learning_rate)
+
+  def _set_learning_rate(self, value):
+    getattr(self.optimizer, "inner_optimizer", self.optimizer).learning_rate.assign(value)
+
+  def _summary(self, finished):
+    return {"finished": finished, "step": int(self.state.step), "epoch": int(self.state.epoch),
+            "stage": int(self.state.stage), "best_validation_loss": float(self.state.best_loss),
+            "best_model": os.path.join(self.model_dir, BEST_MODEL)}
