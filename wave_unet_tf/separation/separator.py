@@ -1,0 +1,119 @@
+"""Separating whole songs: any rate and channel count in, one waveform per source out, seamlessly."""
+
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from wave_unet_tf import audio
+from wave_unet_tf.separation import framing
+from wave_unet_tf.separation.forward import ForwardPass, as_forward_pass
+
+# Output seconds per forward pass. Larger frames waste less compute on context (each frame also reads
+# ~3 s of context at 44.1 kHz) but hold more activations; 10 s measured fastest per second of audio here
+# within the memory bound (see benchmarks/separate.py).
+DEFAULT_FRAME_SECONDS = 10.0
+DEFAULT_BATCH_SIZE = 1
+
+
+class Separator:
+  """Separates songs with a Wave-U-Net.
+
+  Args:
+    model_or_path: a `WaveUNet`, a path `wave_unet_tf.load_model` reads, or any `ForwardPass`.
+    frame_seconds: output audio per forward pass, in seconds at the model's rate. The result does not
+      depend on it (beyond float rounding); speed and memory do.
+    batch_size: frames per forward pass.
+    jit_compile: compile Keras models with XLA.
+
+  >>> sep = Separator("checkpoints/M5-HighSR.keras")
+  >>> stems = sep.separate(waveform, 44100)   # [samples, channels] -> {source: [samples, channels]}
+  """
+
+  def __init__(self, model_or_path, frame_seconds: float = DEFAULT_FRAME_SECONDS,
+               batch_size: int = DEFAULT_BATCH_SIZE, jit_compile: bool = True):
+    if not frame_seconds or frame_seconds <= 0:
+      raise ValueError(f"frame_seconds={frame_seconds}: must be positive")
+    if batch_size < 1:
+      raise ValueError(f"batch_size={batch_size}: must be a positive integer")
+    self.forward_pass: ForwardPass = as_forward_pass(model_or_path, jit_compile=jit_compile)
+    self.config = self.forward_pass.config
+    self.frame_seconds = float(frame_seconds)
+    self.batch_size = self.forward_pass.batch_size or int(batch_size)
+
+  @property
+  def source_names(self):
+    return self.config.source_names
+
+  def plan(self, song_frames: int) -> framing.FramePlan:
+    """The frames for a song of ``song_frames`` samples at the model's rate."""
+    return framing.plan_frames(self.config, song_frames,
+                               output_frames=round(self.frame_seconds * self.config.sample_rate),
+                               input_frames=self.forward_pass.input_frames)
+
+  def separate(self, waveform: np.ndarray, sample_rate: int, name: str = "waveform",
+               progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, np.ndarray]:
+    """Separates one song.
+
+    Args:
+      waveform: ``[samples, channels]`` (or ``[samples]``), mono or stereo, any rate.
+      sample_rate: its rate in Hz.
+      name: what error messages call it (e.g. the file name).
+      progress: called as ``progress(frames_done, num_frames)`` after each batch.
+
+    Returns:
+      ``{source: float32 [samples, channels]}`` at the input's rate, length and channel count.
+
+    Raises:
+      wave_unet_tf.audio.AudioError: empty, more than two channels, NaN or Inf samples.
+    """
+    waveform = np.asarray(waveform, np.float32)
+    if waveform.ndim == 1:
+      waveform = waveform[:, None]
+    audio.check_waveform(waveform, name)
+    if not sample_rate or sample_rate <= 0:
+      raise ValueError(f"{name}: sample rate {sample_rate} must be positive")
+    samples, channels = waveform.shape
+    if not np.any(waveform):
+      # Silence in, silence out: a model's biases would otherwise add a faint hum.
+      if progress:
+        progress(1, 1)
+      return {source: np.zeros_like(waveform) for source in self.source_names}
+
+    mix = audio.convert_channels(waveform, self.config.num_channels)
+    mix = audio.resample(mix, sample_rate, self.config.sample_rate)
+    estimates = self.separate_at_model_rate(mix, progress)
+
+    results = {}
+    for source, estimate in estimates.items():
+      estimate = audio.resample(estimate, self.config.sample_rate, sample_rate)
+      results[source] = _restore_channels(_fit_length(estimate, samples), channels)
+    return results
+
+  def separate_at_model_rate(self, mix: np.ndarray, progress=None) -> Dict[str, np.ndarray]:
+    """``mix`` ``[samples, num_channels]`` at the model's rate -> ``{source: [samples, num_channels]}``."""
+    plan = self.plan(mix.shape[0])
+    estimates = {source: np.zeros(mix.shape, np.float32) for source in self.source_names}
+    done = 0
+    for frames in plan.batches(self.batch_size):
+      outputs = self.forward_pass.forward(plan.gather(mix, frames, self.batch_size))
+      for source in self.source_names:
+        plan.scatter(np.asarray(outputs[source]), frames, estimates[source])
+      done += len(frames)
+      if progress:
+        progress(done, plan.num_frames)
+    return estimates
+
+
+def _fit_length(waveform, samples):
+  """Resampling there and back can be off by a sample; cut or zero-pad to exactly ``samples``."""
+  if waveform.shape[0] >= samples:
+    return waveform[:samples]
+  return np.pad(waveform, [(0, samples - waveform.shape[0]), (0, 0)])
+
+
+def _restore_channels(estimate, channels):
+  """A stereo model's estimate for a mono song is averaged back to mono; a mono model's estimate for a
+  stereo song is duplicated to both channels."""
+  if estimate.shape[1] == channels:
+    return np.ascontiguousarray(estimate, np.float32)
+  return np.ascontiguousarray(audio.convert_channels(estimate, channels), np.float32)
