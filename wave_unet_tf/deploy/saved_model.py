@@ -1,0 +1,130 @@
+"""SavedModel export for TensorFlow Serving, and loading one back as a forward pass `Separator` can run.
+
+Signatures:
+  serving_default: ``mix`` float32 ``[batch, input_frames, channels]`` -> ``{source: [batch, output_frames,
+    channels]}``; fixed frame sizes, batch free: what TF Serving batches well.
+  separate: ``waveform`` float32 ``[samples, channels]`` at the model's rate, any length -> ``{source:
+    [samples, channels]}``; the whole song in one request, framed inside the graph on the model's
+    shift-equivariance grid, so the result equals `Separator`'s.
+The config (rate, channels, sources, frame sizes) is the asset ``assets/wave_unet_config.json``.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from wave_unet_tf.config import Config, io_sizes
+from wave_unet_tf.separation import framing
+
+CONFIG_ASSET = "wave_unet_config.json"
+
+
+def _separate_fn(model, plan: framing.FramePlan):
+  """`framing.FramePlan` in graph ops: zeros, the song, zeros; frames on the grid; kept outputs tiled."""
+  config = model.wave_unet_config
+
+  def one_frame(window):
+    outputs = model(window[None], training=False)
+    return {s: o[0, plan.keep_offset:plan.keep_offset + plan.stride] for s, o in outputs.items()}
+
+  def separate(waveform):
+    samples = tf.shape(waveform)[0]
+    frames = tf.maximum(1, (samples + plan.stride - 1) // plan.stride)
+    padded_length = (frames - 1) * plan.stride + plan.input_frames
+    padded = tf.pad(waveform, [[plan.context_before, padded_length - samples - plan.context_before], [0, 0]])
+    windows = tf.signal.frame(padded, plan.input_frames, plan.stride, axis=0)  # [frames, input, channels]
+    spec = {s: tf.TensorSpec([plan.stride, config.num_channels], tf.float32) for s in config.source_names}
+    kept = tf.map_fn(one_frame, windows, fn_output_signature=spec)
+    return {s: tf.reshape(kept[s], [-1, config.num_channels])[:samples] for s in config.source_names}
+
+  return separate
+
+
+def fixed_frame_plan(config: Config, frame_seconds: float = None) -> framing.FramePlan:
+  """The frame of a fixed-shape export: ``frame_seconds`` of output, or the training frame (`io_sizes`)."""
+  output_frames = io_sizes(config)[1] if frame_seconds is None else round(frame_seconds * config.sample_rate)
+  # A nominal long song: the frame sizes do not depend on its length.
+  return framing.plan_frames(config, song_frames=10 * output_frames, output_frames=output_frames)
+
+
+def frame_info(config: Config, plan: framing.FramePlan) -> dict:
+  return {"config": config.to_dict(), "input_frames": plan.input_frames, "output_frames": plan.output_frames}
+
+
+def export_saved_model(model, directory: str, frame_seconds: float = None, batch_size: int = None,
+                       overwrite: bool = False, separate_frame_seconds: float = 10.0) -> framing.FramePlan:
+  """Writes ``model`` as a SavedModel with the ``serving_default`` and ``separate`` signatures.
+
+  Args:
+    model: a `WaveUNet`.
+    directory: the SavedModel folder; written beside it under a temporary name and renamed, so an
+      interrupted export leaves no half-written model in its place.
+    frame_seconds: output seconds per ``serving_default`` frame; default: the training frame (`io_sizes`).
+    batch_size: fix ``serving_default``'s batch dimension (TFLite needs 1); None keeps it free.
+    overwrite: replace an existing ``directory``.
+    separate_frame_seconds: output seconds per forward pass inside ``separate`` (long frames are faster).
+
+  Returns:
+    The ``serving_default`` frame plan.
+  """
+  config = model.wave_unet_config
+  directory = os.path.abspath(directory)
+  if os.path.exists(directory) and not overwrite:
+    raise FileExistsError(f"{directory}: already exists (pass --overwrite to replace it)")
+  parent = os.path.dirname(directory)
+  if not os.path.isdir(parent):
+    raise NotADirectoryError(f"{directory}: parent folder {parent} does not exist")
+  plan = fixed_frame_plan(config, frame_seconds)
+  separate_plan = fixed_frame_plan(config, separate_frame_seconds)
+  channels = config.num_channels
+  # Keras' ExportArchive freezes-ready variables (a plain tf.Module keeps READ_VARIABLE ops TFLite cannot run).
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  archive.add_endpoint("serving_default", lambda mix: model(mix, training=False),
+                       input_signature=[tf.TensorSpec([batch_size, plan.input_frames, channels], tf.float32, "mix")])
+  archive.add_endpoint("separate", _separate_fn(model, separate_plan),
+                       input_signature=[tf.TensorSpec([None, channels], tf.float32, "waveform")])
+  staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
+  try:
+    exported = os.path.join(staging, "saved_model")
+    archive.write_out(exported, verbose=False)
+    os.makedirs(os.path.join(exported, "assets"), exist_ok=True)
+    with open(os.path.join(exported, "assets", CONFIG_ASSET), "w") as f:
+      json.dump(frame_info(config, plan), f, indent=2)
+    if os.path.exists(directory):
+      shutil.rmtree(directory)
+    os.replace(exported, directory)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return plan
+
+
+class SavedModelRunner:
+  """A loaded SavedModel's ``serving_default`` as a `wave_unet_tf.separation.forward.ForwardPass`:
+  ``mix [batch, input_frames, channels]`` -> ``{source: [batch, output_frames, channels]}``."""
+
+  batch_size = None
+
+  def __init__(self, directory: str):
+    self.path = directory
+    try:
+      with open(os.path.join(directory, "assets", CONFIG_ASSET)) as f:
+        info = json.load(f)
+      self._loaded = tf.saved_model.load(directory)
+      self._forward = self._loaded.signatures["serving_default"]
+      self.separate_signature = self._loaded.signatures["separate"]
+    except Exception as e:
+      raise ValueError(f"{directory}: not a wave-unet-tf SavedModel ({type(e).__name__}: {str(e)[:200]})") from None
+    self.config = Config.from_dict(info["config"])
+    self.input_frames, self.output_frames = info["input_frames"], info["output_frames"]
+
+  def forward(self, mix):
+    return {s: v.numpy() for s, v in self._forward(mix=tf.convert_to_tensor(mix, tf.float32)).items()}
+
+
+def load_saved_model(directory: str) -> SavedModelRunner:
+  return SavedModelRunner(directory)

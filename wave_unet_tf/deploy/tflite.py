@@ -1,0 +1,105 @@
+"""TFLite models of the fixed-frame forward pass, and a runner that separates whole songs with them.
+
+The model is converted from a SavedModel whose ``serving_default`` has a fixed input shape, which gives
+builtin ops only, so it runs under the standalone LiteRT interpreter (``ai-edge-litert``) without TensorFlow.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from wave_unet_tf.config import Config
+from wave_unet_tf.files import atomic_output
+
+QUANTIZATIONS = ("none", "float16", "dynamic")
+CONFIG_METADATA = "wave_unet_config"  # TFLite metadata entry holding the config and frame sizes as JSON
+
+
+def convert_saved_model(saved_model_dir: str, output: str, quantize: str = "none") -> str:
+  """Converts a fixed-frame SavedModel's ``serving_default`` (see `saved_model.export_fixed_frame`) into a
+  ``.tflite`` file: float32, ``float16`` weights or ``dynamic``-range int8 weights."""
+  import tensorflow as tf
+
+  if quantize not in QUANTIZATIONS:
+    raise ValueError(f"--quantize={quantize!r}: must be one of {', '.join(QUANTIZATIONS)}")
+  converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Select TF ops: LiteRT alone runs it
+  if quantize != "none":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if quantize == "float16":
+    converter.target_spec.supported_types = [tf.float16]
+  flatbuffer = converter.convert()
+  with open(os.path.join(saved_model_dir, "assets", "wave_unet_config.json")) as f:
+    metadata = f.read()
+  flatbuffer = _with_metadata(flatbuffer, metadata)
+  with atomic_output(output, suffix=".tflite") as tmp:
+    with open(tmp, "wb") as f:
+      f.write(flatbuffer)
+  return output
+
+
+def _with_metadata(flatbuffer: bytes, text: str) -> bytes:
+  """Stores the config JSON in the model's metadata, so a ``.tflite`` file alone is enough to separate."""
+  from tensorflow.lite.python import schema_py_generated as schema
+  import flatbuffers
+
+  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
+  buffer = schema.BufferT()
+  buffer.data = np.frombuffer(text.encode(), np.uint8)
+  model.buffers.append(buffer)
+  entry = schema.MetadataT()
+  entry.name = CONFIG_METADATA
+  entry.buffer = len(model.buffers) - 1
+  model.metadata = (model.metadata or []) + [entry]
+  builder = flatbuffers.Builder(1024)
+  builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+  return bytes(builder.Output())
+
+
+def _read_metadata(path: str) -> dict:
+  from tensorflow.lite.python import schema_py_generated as schema
+
+  with open(path, "rb") as f:
+    data = f.read()
+  model = schema.Model.GetRootAsModel(data, 0)
+  for i in range(model.MetadataLength()):
+    entry = model.Metadata(i)
+    if entry.Name().decode() == CONFIG_METADATA:
+      return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode())
+  raise ValueError(f"{path}: a TFLite model without the wave_unet_config metadata (export it with wave-unet-export)")
+
+
+def _interpreter_class():
+  try:
+    from ai_edge_litert.interpreter import Interpreter
+  except ImportError:  # TensorFlow's bundled interpreter does the same job
+    from tensorflow.lite.python.interpreter import Interpreter
+  return Interpreter
+
+
+class TFLiteModel:
+  """An exported ``.tflite`` model as a `wave_unet_tf.separation.forward.ForwardPass`: one fixed-size frame
+  ``[1, input_frames, channels]`` per call, so `Separator` separates whole songs with it.
+
+  Attributes:
+    config: the model's `Config`.
+    input_frames, output_frames: the fixed frame sizes.
+  """
+
+  batch_size = 1
+
+  def __init__(self, path: str, num_threads: int = None):
+    self.path = path
+    try:
+      info = _read_metadata(path)
+      self._runner = _interpreter_class()(model_path=path, num_threads=num_threads).get_signature_runner(
+          "serving_default")
+    except Exception as e:
+      raise ValueError(f"{path}: not a wave-unet-tf TFLite model ({e})") from None
+    self.config = Config.from_dict(info["config"])
+    self.input_frames, self.output_frames = info["input_frames"], info["output_frames"]
+
+  def forward(self, mix):
+    """``mix [1, input_frames, channels]`` -> ``{source: [1, output_frames, channels]}``."""
+    return self._runner(mix=np.asarray(mix, np.float32))

@@ -1,0 +1,64 @@
+r"""wave-unet-export: write a SavedModel (TensorFlow Serving) and/or a TFLite model of a trained model.
+
+  wave-unet-export --model checkpoints/M5-HighSR --saved_model_dir exported/m5_highsr/1 \
+      --tflite exported/m5_highsr.tflite --quantize float16
+"""
+
+import os
+import tempfile
+
+from absl import flags
+
+from wave_unet_tf import cli
+
+flags.DEFINE_string("model", None, "A .keras file or a training --model_dir.")
+flags.DEFINE_string("saved_model_dir", None, "Write a SavedModel here (TF Serving wants <name>/<version>).")
+flags.DEFINE_string("tflite", None, "Write a TFLite model of the fixed-frame forward pass to this .tflite path.")
+flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic"],
+                  "TFLite weights: float32, float16, or dynamic-range int8.")
+flags.DEFINE_float("frame_seconds", None, "Output seconds per frame (default: the training frame).")
+flags.DEFINE_boolean("overwrite", False, "Replace existing outputs.")
+flags.mark_flag_as_required("model")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.saved_model_dir and not FLAGS.tflite:
+    raise cli.UsageError("give --saved_model_dir, --tflite or both")
+  if FLAGS.tflite:
+    if not FLAGS.tflite.endswith(".tflite"):
+      raise cli.UsageError(f"--tflite={FLAGS.tflite}: the file name must end in .tflite")
+    if os.path.exists(FLAGS.tflite) and not FLAGS.overwrite:
+      raise cli.UsageError(f"--tflite={FLAGS.tflite}: already exists (pass --overwrite to replace it)")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.tflite))):
+      raise cli.UsageError(f"--tflite={FLAGS.tflite}: its folder does not exist")
+  cli.quiet_tensorflow()
+  from wave_unet_tf.deploy import saved_model, tflite
+  from wave_unet_tf.model.loading import load_model, NotAModelError
+  from wave_unet_tf.model.wave_unet import WaveUNet
+
+  model = load_model(FLAGS.model)
+  if not isinstance(model, WaveUNet):
+    raise NotAModelError(f"--model={FLAGS.model}: export needs a .keras model or a training --model_dir")
+  if FLAGS.saved_model_dir:
+    plan = saved_model.export_saved_model(model, FLAGS.saved_model_dir, FLAGS.frame_seconds,
+                                          overwrite=FLAGS.overwrite)
+    print(f"wrote SavedModel {FLAGS.saved_model_dir}: serving_default [batch, {plan.input_frames}, "
+          f"{model.wave_unet_config.num_channels}] -> [batch, {plan.output_frames}, ...]; separate [samples, "
+          f"{model.wave_unet_config.num_channels}]")
+  if FLAGS.tflite:
+    with tempfile.TemporaryDirectory() as scratch:
+      fixed = os.path.join(scratch, "fixed")
+      saved_model.export_saved_model(model, fixed, FLAGS.frame_seconds, batch_size=1)
+      tflite.convert_saved_model(fixed, FLAGS.tflite, FLAGS.quantize)
+    print(f"wrote {FLAGS.tflite} ({FLAGS.quantize}, {os.path.getsize(FLAGS.tflite) / 1e6:.1f} MB)")
+
+
+def run():
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()
