@@ -45,14 +45,21 @@ def _separate_fn(model, plan: framing.FramePlan):
 
 
 def fixed_frame_plan(config: Config, frame_seconds: float = None) -> framing.FramePlan:
-  """The frame of a fixed-shape export: ``frame_seconds`` of output, or the training frame (`io_sizes`)."""
-  output_frames = io_sizes(config)[1] if frame_seconds is None else round(frame_seconds * config.sample_rate)
+  """The frame of a fixed-shape export: ``frame_seconds`` of output, or else the training frame (`io_sizes`)."""
   # A nominal long song: the frame sizes do not depend on its length.
+  if frame_seconds is None:
+    input_frames, output_frames = io_sizes(config)
+    return framing.plan_frames(config, song_frames=10 * output_frames, input_frames=input_frames)
+  output_frames = max(1, round(frame_seconds * config.sample_rate))
   return framing.plan_frames(config, song_frames=10 * output_frames, output_frames=output_frames)
 
 
 def frame_info(config: Config, plan: framing.FramePlan) -> dict:
-  return {"config": config.to_dict(), "input_frames": plan.input_frames, "output_frames": plan.output_frames}
+  """What a client needs to tile a song itself: frame k reads song samples from ``k * stride -
+  context_before`` (zeros outside the song) and its outputs ``[keep_offset, keep_offset + stride)`` are song
+  samples ``[k * stride, (k + 1) * stride)``."""
+  return {"config": config.to_dict(), "input_frames": plan.input_frames, "output_frames": plan.output_frames,
+          "stride": plan.stride, "context_before": plan.context_before, "keep_offset": plan.keep_offset}
 
 
 def export_saved_model(model, directory: str, frame_seconds: float = None, batch_size: int = None,

@@ -1,0 +1,168 @@
+"""SavedModel and TFLite exports, checked with TensorFlow's own tools and the standalone LiteRT interpreter."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import wave_unet_tf as wut
+from wave_unet_tf import audio
+from wave_unet_tf.deploy import saved_model, tflite
+from wave_unet_tf.model.loading import save_model
+
+from conftest import MUSDB_SAMPLE
+
+SMALL = wut.get_preset("M5").replace(num_layers=4, num_initial_filters=6, num_frames=1000)
+
+
+def _snr_db(reference, estimate):
+  return 10 * np.log10(np.sum(reference ** 2) / np.sum((reference - estimate) ** 2))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  """A small random model exported as .keras, SavedModel and the three TFLite variants."""
+  folder = tmp_path_factory.mktemp("export")
+  keras.utils.set_random_seed(1)
+  model = wut.build_model(SMALL)
+  keras_path = str(folder / "model.keras")
+  save_model(model, keras_path)
+  subprocess.run([sys.executable, "-m", "wave_unet_tf.export", f"--model={keras_path}",
+                  f"--saved_model_dir={folder / 'saved_model'}", f"--tflite={folder / 'none.tflite'}"],
+                 check=True, capture_output=True)
+  for quantize in ("float16", "dynamic"):
+    subprocess.run([sys.executable, "-m", "wave_unet_tf.export", f"--model={keras_path}",
+                    f"--tflite={folder / (quantize + '.tflite')}", f"--quantize={quantize}"],
+                   check=True, capture_output=True)
+  return model, folder
+
+
+def test_saved_model_cli_lists_both_signatures(exported):
+  _, folder = exported
+  shown = subprocess.run(["saved_model_cli", "show", "--dir", str(folder / "saved_model"), "--all"],
+                         check=True, capture_output=True, text=True).stdout
+  serving = shown.split("signature_def['serving_default']")[1]
+  separate = shown.split("signature_def['separate']")[1].split("signature_def[")[0]
+  input_frames, output_frames = wut.io_sizes(SMALL)
+  assert "inputs['mix']" in serving and f"shape: (-1, {input_frames}, 2)" in serving
+  assert "outputs['vocals']" in serving and f"shape: (-1, {output_frames}, 2)" in serving
+  assert "inputs['waveform']" in separate and "shape: (-1, 2)" in separate
+  assert "outputs['accompaniment']" in separate and "DT_FLOAT" in separate
+  info = json.loads((folder / "saved_model" / "assets" / "wave_unet_config.json").read_text())
+  assert info["config"]["source_names"] == ["accompaniment", "vocals"] and info["input_frames"] == input_frames
+
+
+def test_saved_model_cli_run_separates_an_npy_file(exported, tmp_path):
+  model, folder = exported
+  song = np.random.default_rng(0).uniform(-0.5, 0.5, (3000, 2)).astype(np.float32)
+  np.save(tmp_path / "song.npy", song)
+  subprocess.run(["saved_model_cli", "run", "--dir", str(folder / "saved_model"), "--tag_set", "serve",
+                  "--signature_def", "separate", "--inputs", f"waveform={tmp_path / 'song.npy'}",
+                  "--outdir", str(tmp_path / "out")], check=True, capture_output=True)
+  vocals = np.load(tmp_path / "out" / "vocals.npy")
+  expected = wut.Separator(model, frame_seconds=0.05).separate_at_model_rate(song)["vocals"]
+  assert vocals.shape == song.shape
+  np.testing.assert_allclose(vocals, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("signature", ["serving_default", "separate"])
+def test_serving_predict_request_matches_the_signature_and_is_answered(exported, signature):
+  from tensorflow_serving.apis import predict_pb2
+  model, folder = exported
+  loaded = tf.saved_model.load(str(folder / "saved_model"))
+  function = loaded.signatures[signature]
+  (name, spec), = function.structured_input_signature[1].items()
+  frames = wut.io_sizes(SMALL)[0]
+  data = np.random.default_rng(2).uniform(-0.5, 0.5, (2, frames, 2) if signature == "serving_default"
+                                          else (2500, 2)).astype(np.float32)
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = "wave_unet"
+  request.model_spec.signature_name = signature
+  request.inputs[name].CopyFrom(tf.make_tensor_proto(data))
+  assert name == ("mix" if signature == "serving_default" else "waveform")
+  proto = request.inputs[name]
+  assert tf.dtypes.as_dtype(proto.dtype) == spec.dtype
+  assert spec.shape.is_compatible_with([d.size for d in proto.tensor_shape.dim])
+  answer = function(**{name: tf.make_ndarray(proto)})
+  assert set(answer) == {"accompaniment", "vocals"}
+  if signature == "serving_default":
+    expected = model(data, training=False)
+    for source in answer:
+      np.testing.assert_allclose(answer[source], expected[source], atol=1e-4)
+  else:
+    assert answer["vocals"].shape == data.shape
+
+
+def test_tflite_uses_builtin_ops_only_and_runs_without_tensorflow(exported, tmp_path):
+  model, folder = exported
+  frames = wut.io_sizes(SMALL)[0]
+  mix = np.random.default_rng(3).uniform(-0.5, 0.5, (1, frames, 2)).astype(np.float32)
+  np.save(tmp_path / "mix.npy", mix)
+  script = textwrap.dedent(f"""
+      import sys, numpy as np
+      from ai_edge_litert.interpreter import Interpreter
+      runner = Interpreter(model_path={str(folder / 'none.tflite')!r}).get_signature_runner("serving_default")
+      out = runner(mix=np.load({str(tmp_path / 'mix.npy')!r}))
+      np.save({str(tmp_path / 'vocals.npy')!r}, out["vocals"])
+      assert "tensorflow" not in sys.modules and "wave_unet_tf" not in sys.modules
+  """)
+  subprocess.run([sys.executable, "-I", "-c", script], check=True, capture_output=True, cwd=tmp_path)
+  np.testing.assert_allclose(np.load(tmp_path / "vocals.npy"), model(mix, training=False)["vocals"], atol=1e-4)
+  from tensorflow.lite.python import schema_py_generated as schema
+  flat = schema.Model.GetRootAsModel((folder / "none.tflite").read_bytes(), 0)
+  codes = [flat.OperatorCodes(i) for i in range(flat.OperatorCodesLength())]
+  assert all(c.CustomCode() is None for c in codes)  # Select TF ops would appear as custom "Flex" ops
+
+
+def test_exports_agree_with_keras_and_float16_keeps_40_db_on_a_real_song(exported):
+  model, folder = exported
+  mixture, rate = audio.load(str(next(MUSDB_SAMPLE.glob("train/*.stem.mp4"))), channels=2)
+  song = audio.resample(mixture, rate, SMALL.sample_rate)[:4 * SMALL.sample_rate]
+  reference = wut.Separator(model, frame_seconds=0.2).separate_at_model_rate(song)
+  results = {}
+  for name in ("saved_model", "none.tflite", "float16.tflite", "dynamic.tflite"):
+    results[name] = wut.Separator(str(folder / name)).separate_at_model_rate(song)
+  for source in SMALL.source_names:
+    for name in ("saved_model", "none.tflite"):
+      np.testing.assert_allclose(results[name][source], reference[source], atol=1e-4, err_msg=name)
+    assert _snr_db(results["none.tflite"][source], results["float16.tflite"][source]) > 40
+    assert _snr_db(results["none.tflite"][source], results["dynamic.tflite"][source]) > 10
+
+
+def test_export_refuses_to_overwrite_and_bad_models(exported, tmp_path):
+  _, folder = exported
+  keras_path = str(folder / "model.keras")
+  cases = [
+      ([f"--model={keras_path}", f"--saved_model_dir={folder / 'saved_model'}"], "already exists"),
+      ([f"--model={tmp_path / 'nothing.keras'}", f"--tflite={tmp_path / 'a.tflite'}"], "no such file"),
+      ([f"--model={folder / 'none.tflite'}", f"--saved_model_dir={tmp_path / 'x'}"], "needs a .keras model"),
+      ([f"--model={keras_path}", f"--saved_model_dir={tmp_path / 'missing' / 'x'}"], "does not exist"),
+      ([f"--model={keras_path}", f"--tflite={tmp_path / 'missing' / 'a.tflite'}"], "does not exist"),
+  ]
+  (tmp_path / "junk.keras").write_text("not a model")
+  cases.append(([f"--model={tmp_path / 'junk.keras'}", f"--tflite={tmp_path / 'b.tflite'}"], "not a readable"))
+  for args, message in cases:
+    result = subprocess.run([sys.executable, "-m", "wave_unet_tf.export", *args], capture_output=True, text=True)
+    assert result.returncode != 0, args
+    assert message in result.stderr.strip().splitlines()[-1], result.stderr
+    assert "Traceback" not in result.stderr
+  assert not (tmp_path / "x").exists() and not (tmp_path / "a.tflite").exists()
+
+
+def test_interrupted_export_leaves_nothing_in_place(tmp_path, monkeypatch):
+  model = wut.build_model(SMALL)
+
+  def crash(*args, **kwargs):
+    raise KeyboardInterrupt
+
+  # Killed after the SavedModel is written, before its config asset is: nothing may be left in place.
+  monkeypatch.setattr(saved_model.json, "dump", crash)
+  with pytest.raises(KeyboardInterrupt):
+    saved_model.export_saved_model(model, str(tmp_path / "model"))
+  assert os.listdir(tmp_path) == []
