@@ -127,6 +127,39 @@ def read_windows(tracks: Sequence[CachedTrack], track_ids: np.ndarray, starts: n
   return out
 
 
+def assemble(raw: np.ndarray, factors: np.ndarray, swaps: Optional[np.ndarray], output_frames: int):
+  """Turns int16 windows into an example batch: scale, optionally swap channels, sum, centre-crop.
+
+  Args:
+    raw: int16 ``[batch, sources, input_frames, channels]`` from `read_windows`.
+    factors: float32 ``[batch, sources]``, cache scale times augmentation gain.
+    swaps: bool ``[batch, sources]`` or None: reverse the channels of those sources.
+    output_frames: Target length, cut from the middle (an odd surplus frame is cut from the end).
+
+  Returns:
+    ``(mix, targets)``: float32 ``[batch, input_frames, channels]``, the sum of the scaled sources, and a list
+    of float32 ``[batch, output_frames, channels]``, one per source, each exactly the centre of the scaled
+    source that entered the sum.
+  """
+  batch, num_sources, input_frames, channels = raw.shape
+  if swaps is not None:
+    for b, s in zip(*np.nonzero(swaps)):
+      raw[b, s] = raw[b, s, :, ::-1].copy()
+  crop = (input_frames - output_frames) // 2
+  mix = np.empty((batch, input_frames, channels), np.float32)
+  targets = [np.empty((batch, output_frames, channels), np.float32) for _ in range(num_sources)]
+  # Example by example, so every operand is contiguous; numpy releases the GIL for each of these.
+  for b in range(batch):
+    for s in range(num_sources):
+      factor = np.float32(factors[b, s])
+      if s == 0:
+        np.multiply(raw[b, 0], factor, out=mix[b], casting="unsafe")
+      else:
+        mix[b] += np.multiply(raw[b, s], factor, dtype=np.float32)
+      np.multiply(raw[b, s, crop:crop + output_frames], factor, out=targets[s][b], casting="unsafe")
+  return mix, targets
+
+
 def _pread_into(fd, buffer, offset, path):
   done = 0
   while done < len(buffer):
