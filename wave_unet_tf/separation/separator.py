@@ -80,6 +80,10 @@ class Separator:
       return {source: np.zeros_like(waveform) for source in self.source_names}
 
     mix = audio.convert_channels(waveform, self.config.num_channels)
+    # A few samples at a high rate may resample to none at the model's; zeros keep one sample at least.
+    shortest = -(-2 * sample_rate // self.config.sample_rate)
+    if samples < shortest:
+      mix = np.pad(mix, [(0, shortest - samples), (0, 0)])
     mix = audio.resample(mix, sample_rate, self.config.sample_rate)
     estimates = self.separate_at_model_rate(mix, progress)
 

@@ -1,0 +1,49 @@
+r"""wave-unet-evaluate: separate a MUSDB18 subset and score it with museval (BSS Eval v4, 1 s windows).
+
+  wave-unet-evaluate --model checkpoints/M5-HighSR.keras --musdb_root data/musdb18 --subset test \
+      --output_dir evaluation/M5-HighSR --jobs 2 --baseline
+
+writes ``<output_dir>/<subset>/<track>.json`` per track (museval's layout; tracks already scored are
+skipped, so re-running resumes), then prints the summary and saves ``summary.csv`` and ``summary.json``.
+"""
+
+from absl import flags
+
+from wave_unet_tf import cli
+
+flags.DEFINE_string("model", None, "A .keras file, a SavedModel folder, a .tflite file or a training --model_dir.")
+flags.DEFINE_string("musdb_root", None, "MUSDB18 (.stem.mp4) or, with --is_wav, MUSDB18-HQ folder.")
+flags.DEFINE_bool("is_wav", False, "The root is in MUSDB18-HQ layout (<subset>/<track>/<source>.wav).")
+flags.DEFINE_enum("subset", "test", ["train", "test"], "MUSDB subset.")
+flags.DEFINE_enum("split", None, ["train", "valid"], "musdb's split of the train subset.")
+flags.DEFINE_string("output_dir", "evaluation", "Where the per-track JSON and the summary go.")
+flags.DEFINE_integer("jobs", 1, "Processes scoring tracks in parallel.", lower_bound=1)
+flags.DEFINE_bool("baseline", False, "Also score the mixture as every source's estimate.")
+flags.DEFINE_list("tracks", None, "Only these track names.")
+flags.DEFINE_float("frame_seconds", None, "Output audio per forward pass (default: the separator's).")
+flags.DEFINE_integer("batch_size", None, "Frames per forward pass (default: the separator's).", lower_bound=1)
+flags.mark_flags_as_required(["model", "musdb_root"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.split and FLAGS.subset != "train":
+    raise cli.UsageError("--split applies to --subset=train only")
+  cli.quiet_tensorflow()
+  from wave_unet_tf.evaluation import evaluate
+  from wave_unet_tf.evaluation.tracks import open_tracks
+  # Fail on an empty root before spending seconds on loading the model.
+  open_tracks(FLAGS.musdb_root, FLAGS.subset, FLAGS.split, FLAGS.is_wav, FLAGS.tracks)
+  evaluate(FLAGS.model, FLAGS.musdb_root, subset=FLAGS.subset, output_dir=FLAGS.output_dir, split=FLAGS.split,
+           is_wav=FLAGS.is_wav, jobs=FLAGS.jobs, baseline=FLAGS.baseline, track_names=FLAGS.tracks,
+           frame_seconds=FLAGS.frame_seconds, batch_size=FLAGS.batch_size)
+
+
+def run():
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

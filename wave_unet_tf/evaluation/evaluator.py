@@ -1,0 +1,125 @@
+"""Separate a MUSDB subset and score it: the paper's evaluation, resumable and parallel."""
+
+import concurrent.futures
+import multiprocessing
+import os
+import sys
+from typing import Optional, Sequence
+
+from wave_unet_tf.evaluation import scoring, summary, tracks as musdb_tracks
+
+MODEL = "model"
+
+
+def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_dir: str = "evaluation",
+             split: Optional[str] = None, is_wav: bool = False, jobs: int = 1, baseline: bool = False,
+             track_names: Optional[Sequence[str]] = None, frame_seconds: Optional[float] = None,
+             batch_size: Optional[int] = None, progress: bool = True, log=print) -> dict:
+  """Separates every track of a MUSDB subset and scores it with museval (BSS Eval v4, 1 s windows).
+
+  Per-track scores go to ``<output_dir>/<subset>/<track>.json`` (museval's layout) and, with ``baseline``,
+  the mixture-as-estimate scores to ``<output_dir>/mixture_baseline/<subset>/<track>.json``. Tracks whose
+  JSON already exists are skipped, so an interrupted run resumes. Then ``summary.csv`` and
+  ``summary.json`` are written.
+
+  Args:
+    model_or_separator: a `Separator`, or anything `Separator` accepts (model, path, forward pass).
+    musdb_root: MUSDB18 (``.stem.mp4``) or, with ``is_wav``, MUSDB18-HQ layout.
+    subset: ``test`` or ``train``; split: None, ``train`` or ``valid`` (musdb's split of ``train``).
+    jobs: processes scoring in parallel (museval is the slow part); separation runs in this process.
+    baseline: also score the mixture as every source's estimate.
+    track_names: only these tracks.
+    frame_seconds, batch_size: for a `Separator` built here.
+
+  Returns:
+    ``{"methods": {"model": S, "mixture_baseline": S}, "tracks": [...], ...}`` where ``S`` is
+    ``{source: {metric: {"median_pooled_frames": dB, "median_of_track_medians": dB, ...}}}``.
+  """
+  if jobs < 1:
+    raise ValueError(f"jobs={jobs}: must be at least 1")
+  track_list = musdb_tracks.open_tracks(musdb_root, subset, split, is_wav, track_names)
+  separator = _as_separator(model_or_separator, frame_seconds, batch_size)
+  sources = separator.source_names
+  musdb_tracks.check_sources(track_list[0], sources)
+  os.makedirs(output_dir, exist_ok=True)
+
+  methods = {MODEL: output_dir}
+  if baseline:
+    methods[scoring.MIXTURE_BASELINE] = os.path.join(output_dir, scoring.MIXTURE_BASELINE)
+  paths = {(m, t.name): scoring.scores_path(folder, t.subset, t.name) for m, folder in methods.items()
+           for t in track_list}
+  todo = [t for t in track_list if any(not scoring.is_scored(paths[m, t.name]) for m in methods)]
+  if len(todo) < len(track_list):
+    log(f"skipping {len(track_list) - len(todo)} already scored track(s) in {output_dir}")
+
+  db_args = dict(root=musdb_root, is_wav=is_wav, subsets=subset, split=split)
+  with _Scorer(jobs, db_args, sources) as scorer:
+    for track in _progress(todo, progress):
+      if not scoring.is_scored(paths[MODEL, track.name]):
+        estimates = separator.separate(track.audio, track.rate, name=f"{musdb_root}: {track.name}")
+        scorer.submit(track, estimates, paths[MODEL, track.name])
+      if baseline and not scoring.is_scored(paths[scoring.MIXTURE_BASELINE, track.name]):
+        scorer.submit(track, None, paths[scoring.MIXTURE_BASELINE, track.name])
+
+  by_method = {m: summary.summarize_scores(summary.read_scores(paths[m, t.name] for t in track_list))
+               for m in methods}
+  extra = {"musdb_root": os.fspath(musdb_root), "subset": subset, "split": split, "is_wav": is_wav,
+           "tracks": [t.name for t in track_list]}
+  csv_path, json_path = summary.save_summary(by_method, output_dir, extra)
+  log(summary.format_table(by_method))
+  log(f"wrote {csv_path} and {json_path}")
+  return {**extra, "metrics": list(summary.METRICS), "methods": by_method}
+
+
+def _as_separator(model_or_separator, frame_seconds, batch_size):
+  from wave_unet_tf.separation import Separator
+  if isinstance(model_or_separator, Separator):
+    return model_or_separator
+  options = {k: v for k, v in dict(frame_seconds=frame_seconds, batch_size=batch_size).items() if v}
+  return Separator(model_or_separator, **options)
+
+
+def _progress(items, enabled):
+  from tqdm import tqdm
+  return tqdm(items, desc="tracks", unit="track", disable=not enabled or not items, file=sys.stderr)
+
+
+class _Scorer:
+  """Scores in this process (``jobs=1``) or in ``jobs`` spawned processes, with at most ``jobs`` tracks
+  waiting so that estimates of a whole subset never pile up in memory."""
+
+  def __init__(self, jobs, db_args, sources):
+    self.jobs, self.db_args, self.sources = jobs, db_args, list(sources)
+    self.pool = None
+    self.pending = []
+
+  def __enter__(self):
+    if self.jobs > 1:
+      # spawn, not fork: this process runs TensorFlow's thread pools, which do not survive a fork.
+      self.pool = concurrent.futures.ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+    return self
+
+  def submit(self, track, estimates, path):
+    if self.pool is None:
+      scoring.score_track(track, estimates if estimates is not None else
+                          scoring.mixture_estimates(track, self.sources), path)
+      return
+    self.pending.append(self.pool.submit(scoring.score_in_worker, self.db_args, track.name, estimates, path,
+                                         self.sources))
+    while len(self.pending) > self.jobs:
+      self._collect(concurrent.futures.FIRST_COMPLETED)
+
+  def _collect(self, return_when):
+    done, not_done = concurrent.futures.wait(self.pending, return_when=return_when)
+    self.pending = list(not_done)
+    for future in done:
+      future.result()  # re-raises a worker's error here
+
+  def __exit__(self, *exc):
+    if self.pool is not None:
+      try:
+        if exc[0] is None:
+          self._collect(concurrent.futures.ALL_COMPLETED)
+      finally:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+    return False

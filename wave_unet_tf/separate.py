@@ -1,0 +1,118 @@
+r"""wave-unet-separate: separate audio files into one file per source.
+
+  wave-unet-separate --model checkpoints/M5-HighSR.keras --output_dir separated song.mp3 other.wav
+
+writes ``separated/song/accompaniment.wav``, ``separated/song/vocals.wav``, ... at each input's sample
+rate, length and channel count. A file that fails is reported and the others are still separated; the
+exit status is then 1.
+"""
+
+import os
+import sys
+import time
+
+from absl import flags
+
+from wave_unet_tf import cli
+from wave_unet_tf.separation.separator import DEFAULT_BATCH_SIZE, DEFAULT_FRAME_SECONDS
+
+CODECS = ("wav", "flac", "ogg", "mp3")
+
+flags.DEFINE_string("model", None, "A .keras file, a SavedModel folder, a .tflite file or a training --model_dir.")
+flags.DEFINE_string("output_dir", "separated", "Where to write <input stem>/<source>.<codec>.")
+flags.DEFINE_enum("codec", "wav", CODECS, "Output format (wav is 32-bit float; flac 16-bit).")
+flags.DEFINE_float("frame_seconds", DEFAULT_FRAME_SECONDS, "Output audio per forward pass, in seconds. Changes speed and memory, "
+                   "not the result.")
+flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Frames per forward pass.", lower_bound=1)
+flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA (faster on CPU and GPU).")
+flags.DEFINE_bool("progress", True, "Show a progress bar per file.")
+flags.mark_flag_as_required("model")
+FLAGS = flags.FLAGS
+
+
+def output_folder(output_dir, input_path):
+  """``<output_dir>/<input stem>``; MUSDB's ``name.stem.mp4`` gives ``name``."""
+  stem = os.path.splitext(os.path.basename(input_path))[0]
+  if stem.endswith(".stem"):
+    stem = stem[:-len(".stem")]
+  return os.path.join(output_dir, stem)
+
+
+def _writable_folder(folder):
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError as e:
+    raise OSError(f"--output_dir {folder}: cannot create it ({e.strerror or e})") from None
+  if not os.access(folder, os.W_OK | os.X_OK):
+    raise OSError(f"--output_dir {folder}: not writable")
+
+
+def separate_file(separator, path, output_dir, codec, progress=True):
+  """Separates one file; returns the written paths. Raises `AudioError`/`OSError` naming the file."""
+  from tqdm import tqdm
+
+  from wave_unet_tf import audio
+  waveform, rate = audio.load(path)
+  bar = tqdm(desc=os.path.basename(path), unit="frame", disable=not progress, leave=False, file=sys.stderr)
+  def update(done, total):
+    bar.total = total
+    bar.n = done
+    bar.refresh()
+  try:
+    stems = separator.separate(waveform, rate, name=path, progress=update)
+  finally:
+    bar.close()
+  folder = output_folder(output_dir, path)
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError as e:
+    raise OSError(f"{path}: cannot create output folder {folder} ({e.strerror or e})") from None
+  written = []
+  for source, estimate in stems.items():
+    target = os.path.join(folder, f"{source}.{codec}")
+    try:
+      # FLAC/OGG/MP3 cannot hold samples beyond full scale.
+      audio.save(target, estimate if codec == "wav" else estimate.clip(-1.0, 1.0), rate, codec=codec)
+    except (OSError, RuntimeError) as e:
+      raise OSError(f"{path}: cannot write {target} ({e})") from None
+    written.append(target)
+  return written, waveform.shape[0] / rate
+
+
+def main(argv):
+  inputs = argv[1:]
+  if not inputs:
+    raise cli.UsageError("give one or more audio files to separate")
+  if FLAGS.frame_seconds <= 0:
+    raise cli.UsageError(f"--frame_seconds={FLAGS.frame_seconds}: must be positive")
+  _writable_folder(FLAGS.output_dir)
+  cli.quiet_tensorflow()
+  from wave_unet_tf.audio import AudioError
+  from wave_unet_tf.separation import Separator
+  separator = Separator(FLAGS.model, frame_seconds=FLAGS.frame_seconds, batch_size=FLAGS.batch_size,
+                        jit_compile=FLAGS.jit_compile)
+
+  failures = []
+  for path in inputs:
+    start = time.perf_counter()
+    try:
+      written, seconds = separate_file(separator, path, FLAGS.output_dir, FLAGS.codec, FLAGS.progress)
+    except (AudioError, ValueError, OSError, RuntimeError) as e:
+      message = " ".join(str(e).split())
+      print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr, flush=True)
+      failures.append(path)
+      continue
+    elapsed = time.perf_counter() - start
+    print(f"{path} -> {os.path.dirname(written[0])}/{{{','.join(separator.source_names)}}}.{FLAGS.codec} "
+          f"({seconds:.1f} s of audio in {elapsed:.1f} s, {seconds / max(elapsed, 1e-9):.1f}x real time)",
+          flush=True)
+  if failures:
+    raise RuntimeError(f"{len(failures)} of {len(inputs)} input(s) failed: {', '.join(failures)}")
+
+
+def run():
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()
