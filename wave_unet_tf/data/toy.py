@@ -70,12 +70,14 @@ def synthesize_song(rng: np.random.Generator, frames: int, sample_rate: int = SA
   bar = 4 * beat
   num_bars = int(np.ceil(frames / bar))
   chord_roots = [key + _MAJOR[progression[b % len(progression)]] for b in range(num_bars)]
-  return {
+  stems = {
       "vocals": _pan(_voice(rng, frames, beat, key, sample_rate), 0.0) * 0.22,
       "drums": _drums(rng, frames, beat, sample_rate) * 0.3,
       "bass": _pan(_bass(frames, bar, chord_roots, sample_rate), 0.0) * 0.25,
       "other": _pads(rng, frames, bar, chord_roots, sample_rate) * 0.12,
   }
+  # float32 as written, so the mixture summed here is exactly the sum of the files.
+  return {name: np.asarray(x, np.float32) for name, x in stems.items()}
 
 
 def _hz(semitone_above_c0):
@@ -85,7 +87,7 @@ def _hz(semitone_above_c0):
 def _pan(mono, position):
   """Equal-power pan, ``position`` in [-1, 1]: ``[frames]`` -> float32 ``[frames, 2]``."""
   angle = (position + 1) * np.pi / 4
-  return np.stack([mono * np.cos(angle), mono * np.sin(angle)], axis=1).astype(np.float32) * np.sqrt(2)
+  return np.stack([mono * np.cos(angle), mono * np.sin(angle)], axis=1) * np.sqrt(2)
 
 
 def _note_envelope(frames, onsets, lengths, attack, release, sample_rate):
