@@ -20,3 +20,12 @@ def original_tf1():
   if not ORIGINAL_TF1.is_dir():
     pytest.fail(f"test fixtures not found at {ORIGINAL_TF1}")
   return ORIGINAL_TF1
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory):
+  """A small toy dataset in MUSDB18-HQ layout: 4 training songs and 1 test song of 3 s (3 train + 1 valid by the seeded split)."""
+  from wave_unet_tf.data.toy import write_toy_dataset
+  root = tmp_path_factory.mktemp("toy")
+  write_toy_dataset(str(root), num_tracks=4, seconds=3.0, seed=7, num_test_tracks=1)
+  return root
