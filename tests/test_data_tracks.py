@@ -162,3 +162,16 @@ def test_missing_source_stem_is_named(tmp_path):
 def test_bad_split_arguments(toy_root, kwargs, pattern):
   with pytest.raises(DatasetError, match=pattern):
     find_tracks(toy_root, VOICE, **kwargs)
+
+
+def test_missing_ffmpeg_is_a_one_line_instruction_for_stem_files(monkeypatch):
+  monkeypatch.setattr(track_finder.shutil, "which", lambda tool: None)
+  with pytest.raises(DatasetError) as error:
+    find_tracks(MUSDB_SAMPLE, VOICE)
+  assert "ffmpeg" in str(error.value) and "apt-get install" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_wav_datasets_get_musdbs_validation_list_without_ffmpeg(monkeypatch):
+  with_ffmpeg = track_finder.musdb_setup()
+  monkeypatch.setattr(track_finder.shutil, "which", lambda tool: None)
+  assert track_finder.musdb_setup()["validation_tracks"] == with_ffmpeg["validation_tracks"]

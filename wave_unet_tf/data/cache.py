@@ -23,7 +23,7 @@ from absl import logging
 
 from wave_unet_tf import audio
 from wave_unet_tf.config import Config
-from wave_unet_tf.data.tracks import DatasetError, StemFile, Track, check_stems_agree
+from wave_unet_tf.data.tracks import DatasetError, StemFile, Track, check_stems_agree, require_ffmpeg
 from wave_unet_tf.files import atomic_output, write_text_atomically
 
 CACHE_FORMAT = 1
@@ -126,11 +126,8 @@ def _read_stem_mp4(path, streams):
   """Decodes the given streams of a NI stem file through stempeg (ffmpeg): ``[(waveform, rate)]``."""
   if not os.path.isfile(path):
     raise audio.AudioError(f"{path}: no such audio file")
-  try:
-    import stempeg
-  except Exception as e:
-    raise audio.AudioError(f"{path}: reading .stem.mp4 needs ffmpeg and ffprobe ({e}): apt-get install -y "
-                           f"ffmpeg (or conda install -c conda-forge ffmpeg)") from None
+  require_ffmpeg(f"reading {path}")
+  import stempeg
   try:
     stems, rate = stempeg.read_stems(path, stem_id=list(streams), dtype=np.float32, always_3d=True)
   except Exception as e:

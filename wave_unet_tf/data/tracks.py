@@ -10,7 +10,9 @@ The layouts, under ``<root>/<subset>/`` with subset ``train`` or ``test``:
 """
 
 import dataclasses
+import importlib.util
 import os
+import shutil
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,6 +31,7 @@ SPLIT_MODES = ("official", "random")
 RANDOM_SPLIT_SEED = 1337
 RANDOM_SPLIT_VALID_FRACTION = 0.25
 
+FFMPEG_HINT = "apt-get install -y ffmpeg (or conda install -c conda-forge ffmpeg)"
 TOY_DATA_HINT = ("to make a small synthetic dataset in that layout run: "
                  "wave-unet-toy-data --output_dir DIR --num_tracks 8 --seconds 10")
 
@@ -110,6 +113,8 @@ def find_tracks(musdb_root: str, config: Config, subset: str = "train", split: O
   subset_dir = os.path.join(root, subset)
   if is_wav is None:
     is_wav = not _stem_mp4_names(subset_dir)
+  if not is_wav:
+    require_ffmpeg(f"reading the .stem.mp4 files in {subset_dir}")
   names = _wav_track_names(subset_dir) if is_wav else _stem_mp4_names(subset_dir)
   if not names:
     raise DatasetError(f"--musdb_root={root}: no tracks in {subset_dir}. {_layout_help(root, subset, config)}")
@@ -161,15 +166,24 @@ def _stem_files_in(folder) -> Dict[str, str]:
   return stems
 
 
+def require_ffmpeg(purpose: str):
+  """One-line `DatasetError` unless ffmpeg and ffprobe are on PATH (stempeg, and so musdb, need both)."""
+  missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+  if missing:
+    raise DatasetError(f"{purpose} needs {' and '.join(missing)}, not found on PATH; install: {FFMPEG_HINT}")
+
+
 def musdb_setup() -> dict:
-  """musdb's dataset description (stem ids, validation track names), read through musdb itself."""
-  try:
+  """musdb's dataset description (stem ids, the official validation track names)."""
+  if shutil.which("ffmpeg") and shutil.which("ffprobe"):
     import musdb
-  except Exception as e:  # stempeg refuses to import without ffmpeg/ffprobe
-    raise DatasetError(f"cannot use musdb ({e}); it needs ffmpeg and ffprobe: apt-get install -y ffmpeg "
-                       f"(or conda install -c conda-forge ffmpeg)") from None
-  # An empty subset list reads only the setup, without probing any file.
-  return musdb.DB(root=".", subsets=[]).setup
+    # An empty subset list reads only the setup, without probing any file.
+    return musdb.DB(root=".", subsets=[]).setup
+  # musdb cannot be imported without ffmpeg (stempeg refuses); WAV datasets need only its track lists.
+  import yaml
+  spec = importlib.util.find_spec("musdb")
+  with open(os.path.join(spec.submodule_search_locations[0], "configs", "mus.yaml")) as f:
+    return yaml.safe_load(f)
 
 
 def _split_names(names: Sequence[str], split: str, split_mode: str, root: str) -> List[str]:
