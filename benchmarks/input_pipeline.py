@@ -25,7 +25,7 @@ flags.DEFINE_integer("num_tracks", 8, "Toy tracks to write when --musdb_root is 
 flags.DEFINE_float("seconds", 30.0, "Length of each toy track.")
 flags.DEFINE_integer("batches", 60, "Batches timed.")
 flags.DEFINE_integer("warmup_batches", 10, "Batches read before timing starts.")
-flags.DEFINE_integer("num_parallel_calls", 2, "Batches assembled at once.")
+flags.DEFINE_integer("num_parallel_calls", None, "Batches assembled at once (default: the pipeline's).")
 FLAGS = flags.FLAGS
 
 STEM_FIXTURE = (pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "musdb18_sample" /
@@ -62,8 +62,8 @@ def main(argv):
       result["decode_s_per_audio_minute_stem_mp4"] = round(
           _decode_seconds_per_minute(config, stem_tracks, os.path.join(scratch, "stem-cache"))[0], 3)
 
-    dataset = pipeline.training_dataset(config, cached, cache_dir, seed=0,
-                                        num_parallel_calls=FLAGS.num_parallel_calls)
+    parallel = FLAGS.num_parallel_calls or pipeline.DEFAULT_PARALLEL_CALLS
+    dataset = pipeline.training_dataset(config, cached, cache_dir, seed=0, num_parallel_calls=parallel)
     batches = iter(dataset)
     for _ in range(FLAGS.warmup_batches):
       next(batches)

@@ -6,10 +6,15 @@ source, and ``mix`` is always the sum of the (uncropped, augmented) sources.
 
 Tracks are decoded once into the cache (`wave_unet_tf.data.cache`); a batch is read from it with ``pread`` and
 assembled (gains, channel swap, sum, crop) with numpy in a ``tf.numpy_function``, several batches at once
-(both release the GIL). On 2 CPU cores this is several times faster than the same arithmetic as TensorFlow
-ops, which allocate and pass over the whole batch once per op. Memory stays at about ``(parallel calls + prefetch) x batch``, whatever the size of the dataset.
+(both release the GIL). On 2 CPU cores this is 2-3 times faster than the same arithmetic as TensorFlow ops,
+which allocate and pass over the whole batch once per op. Memory stays at about ``(parallel calls +
+prefetch) x batch``, whatever the size of the dataset.
+
+``tf.numpy_function`` needs the input pipeline in the training process: true for one machine, for
+``MirroredStrategy``, multi-worker and Cloud TPU VMs; not for a remote tf.data service.
 """
 
+import os
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -22,12 +27,15 @@ from wave_unet_tf.data.tracks import Track
 
 AUTOTUNE = tf.data.AUTOTUNE
 TrackList = Sequence[Union[Track, cache.CachedTrack]]
+# Batches assembled at once: every core helps up to about 4, after which memory bandwidth is the limit.
+DEFAULT_PARALLEL_CALLS = max(1, min(4, os.cpu_count() or 1))
 
 
 def training_dataset(config: Config, tracks: TrackList, cache_dir: str, seed: int,
                      batch_size: Optional[int] = None, channel_swap: bool = False, remix: bool = False,
                      skip_batches: int = 0, output_frames: Optional[int] = None, strict: bool = False,
-                     num_parallel_calls: int = 2, prefetch_batches: int = 2) -> tf.data.Dataset:
+                     num_parallel_calls: int = DEFAULT_PARALLEL_CALLS,
+                     prefetch_batches: int = 2) -> tf.data.Dataset:
   """An endless, shuffled stream of random excerpts for training.
 
   Every example picks a track (uniformly) and a position (uniformly over the whole track; windows that reach
@@ -51,8 +59,9 @@ def training_dataset(config: Config, tracks: TrackList, cache_dir: str, seed: in
     skip_batches: Start at this batch of the stream.
     output_frames: Requested output frames; default ``config.num_frames``.
     strict: Raise on an unreadable track instead of skipping it with a warning.
-    num_parallel_calls: Batches assembled at once.
-    prefetch_batches: Ready batches kept ahead of the consumer.
+    num_parallel_calls: Batches assembled at once (default: CPU cores, at most 4).
+    prefetch_batches: Ready batches kept ahead of the consumer. Memory is about
+      ``(num_parallel_calls + prefetch_batches) x`` one batch (mix, targets and int16 reads), not the dataset.
 
   Returns:
     Infinite ``tf.data.Dataset`` of ``(mix [batch, input_frames, channels], {source: [batch, output_frames,
@@ -85,7 +94,8 @@ def training_dataset(config: Config, tracks: TrackList, cache_dir: str, seed: in
 
 def validation_dataset(config: Config, tracks: TrackList, cache_dir: str, batch_size: Optional[int] = None,
                        output_frames: Optional[int] = None, strict: bool = False,
-                       num_parallel_calls: int = 2, prefetch_batches: int = 2) -> tf.data.Dataset:
+                       num_parallel_calls: int = DEFAULT_PARALLEL_CALLS,
+                       prefetch_batches: int = 2) -> tf.data.Dataset:
   """Whole songs tiled into consecutive excerpts, in order (hop = output frames), for validation and test.
 
   The first tile's input starts the context before the song, the last tile's output runs past its end;
