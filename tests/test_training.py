@@ -148,9 +148,8 @@ keras.utils.set_random_seed(0)
 with strategy.scope():
   model = wut.build_model(config)
   optimizer = make_optimizer(config)
-batches = strategy.distribute_datasets_from_function(
-    lambda ctx: pipeline.training_dataset(config, found, sys.argv[3], seed=5,
-                                          batch_size=ctx.get_per_replica_batch_size(8)))
+batches = strategy.experimental_distribute_dataset(pipeline.training_dataset(config, found, sys.argv[3], seed=5,
+                                                                            batch_size=8))
 step = make_train_step(model, optimizer, strategy, 8)
 iterator = iter(batches)
 print(json.dumps({"replicas": strategy.num_replicas_in_sync, "losses": [float(step(next(iterator))) for _ in range(3)]}))

@@ -36,6 +36,9 @@ def make_train_step(model, optimizer, strategy, global_batch_size):
   and loss equal those of one device seeing the whole batch.
   """
   source_names = model.wave_unet_config.source_names
+  if not optimizer.built:
+    with strategy.scope():  # slots are created eagerly, as mirrored variables, not inside a replica context
+      optimizer.build(model.trainable_variables)
 
   def replica_step(mix, targets):
     with tf.GradientTape() as tape:

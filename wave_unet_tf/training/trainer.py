@@ -111,8 +111,8 @@ class Trainer:
     with self.strategy.scope():
       self.model = build_model(config)
       self.optimizer = steps.make_optimizer(config)
-      self.state = _State()
-    self.optimizer.build(self.model.trainable_variables)
+      self.optimizer.build(self.model.trainable_variables)  # so a checkpoint restores the slots too
+    self.state = _State()  # plain host variables: every worker counts the same steps itself
     objects = dict(model=self.model, optimizer=self.optimizer, **self.state.as_dict())
     # Non-chief workers must save too (collectives), but into a scratch folder.
     folder = model_dir if self.chief else os.path.join(model_dir, f".worker_{worker_id(self.strategy)}")
@@ -231,18 +231,24 @@ class Trainer:
   # -- data, validation and summaries -------------------------------------------------------------------------
 
   def _training_batches(self, global_batch_size):
-    """A distributed stream, re-seeded from the current step so a resumed run goes on deterministically."""
+    """A distributed stream, re-seeded from the current step so a resumed run goes on deterministically.
+
+    On one machine every replica gets its slice of the same global batch, so the run equals a one-device
+    run at that batch size. Multi-worker runs give each worker its own stream (its own seed) instead of
+    having every worker assemble every batch.
+    """
     step = int(self.state.step)
 
-    def dataset_fn(context: tf.distribute.InputContext):
-      seed = int(np.random.SeedSequence(
-          [self.run_options.seed, step, context.input_pipeline_id]).generate_state(1)[0])
-      return pipeline.training_dataset(
-          self.config, self.train_tracks, self.data.cache_dir, seed=seed,
-          batch_size=context.get_per_replica_batch_size(global_batch_size),
-          channel_swap=self.data.channel_swap, remix=self.data.remix)
+    def dataset(pipeline_id, batch_size):
+      seed = int(np.random.SeedSequence([self.run_options.seed, step, pipeline_id]).generate_state(1)[0])
+      return pipeline.training_dataset(self.config, self.train_tracks, self.data.cache_dir, seed=seed,
+                                       batch_size=batch_size, channel_swap=self.data.channel_swap,
+                                       remix=self.data.remix)
 
-    return self.strategy.distribute_datasets_from_function(dataset_fn)
+    if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      return self.strategy.distribute_datasets_from_function(
+          lambda context: dataset(context.input_pipeline_id, context.get_per_replica_batch_size(global_batch_size)))
+    return self.strategy.experimental_distribute_dataset(dataset(0, global_batch_size))
 
   def _validation_batches(self):
     dataset = pipeline.validation_dataset(self.config, self.valid_tracks, self.data.cache_dir,
@@ -284,7 +290,8 @@ class Trainer:
     tf.summary.audio("mixture", mix[index:index + 1, offset:offset + frames], rate, max_outputs=1)
 
   def _learning_rate(self):
-    return float(getattr(self.optimizer, "inner_optimizer", self.optimizer).learning_rate)
+    # Read the variable's value as a tensor: under a strategy it is a MirroredVariable.
+    return float(tf.convert_to_tensor(getattr(self.optimizer, "inner_optimizer", self.optimizer).learning_rate.value))
 
   def _set_learning_rate(self, value):
     getattr(self.optimizer, "inner_optimizer", self.optimizer).learning_rate.assign(value)
