@@ -88,9 +88,9 @@ def export_saved_model(model, directory: str, frame_seconds: float = None, batch
   plan = fixed_frame_plan(config, frame_seconds)
   separate_plan = fixed_frame_plan(config, separate_frame_seconds)
   channels = config.num_channels
-  # Keras' ExportArchive freezes-ready variables (a plain tf.Module keeps READ_VARIABLE ops TFLite cannot run).
+  # Keras' ExportArchive tracks the endpoints' variables so TFLite can freeze them (a plain tf.Module keeps
+  # READ_VARIABLE ops, which LiteRT cannot run); tracking the model as well would store every weight twice.
   archive = keras.export.ExportArchive()
-  archive.track(model)
   archive.add_endpoint("serving_default", lambda mix: model(mix, training=False),
                        input_signature=[tf.TensorSpec([batch_size, plan.input_frames, channels], tf.float32, "mix")])
   archive.add_endpoint("separate", _separate_fn(model, separate_plan),
