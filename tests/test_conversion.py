@@ -142,3 +142,14 @@ def test_convert_command_mismatch_is_one_line_and_writes_nothing(tmp_path):
   assert last.startswith("convert.py: error:") and "separator/conv1d/kernel" in last
   assert "Traceback" not in result.stderr
   assert not output.exists()
+
+
+def test_folder_whose_checkpoint_file_names_another_machine(tmp_path):
+  import shutil
+  for f in (ORIGINAL_TF1 / "tiny_m6").iterdir():
+    if f.name.startswith("tiny_m6-"):
+      shutil.copy(f, tmp_path)
+  (tmp_path / "checkpoint").write_text('model_checkpoint_path: "/mnt/windaten/checkpoints/tiny_m6-4242"\n')
+  model = wut.convert_tf1_checkpoint(str(tmp_path), _recorded_config("tiny_m6"))
+  mix = np.load(ORIGINAL_TF1 / "tiny_m6" / "reference.npz")["input"]
+  assert model(mix, training=False)["bass"].shape[1] == 781

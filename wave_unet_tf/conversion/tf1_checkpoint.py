@@ -62,7 +62,8 @@ def resolve_checkpoint(path: str) -> str:
 
   if os.path.isdir(path):
     latest = tf.train.latest_checkpoint(path)
-    if latest:
+    # The original's `checkpoint` files may name absolute paths of the machine that trained them.
+    if latest and os.path.exists(latest + ".index"):
       return latest
     indexes = [f for f in os.listdir(path) if f.endswith(".index")]
     if len(indexes) == 1:
