@@ -32,6 +32,11 @@ def summary_of(result):
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def tags(log_dir):
+  return {value.tag for name in os.listdir(log_dir)
+          for event in tf.compat.v1.train.summary_iterator(os.path.join(log_dir, name)) for value in event.summary.value}
+
+
 def scalars(log_dir, tag="loss"):
   values = {}
   for name in sorted(os.listdir(log_dir)):
@@ -52,6 +57,7 @@ def test_both_stages_write_the_run_folder(toy_root, tmp_path):
   assert (model_dir / "best.keras").exists() and tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
   assert set(os.listdir(model_dir / "logs")) == {"train", "valid"}
   assert scalars(model_dir / "logs" / "valid") and scalars(model_dir / "logs" / "train", "learning_rate")
+  assert {"separated/vocals", "separated/accompaniment", "mixture"} <= tags(model_dir / "logs" / "valid")
   lr = scalars(model_dir / "logs" / "train", "learning_rate")
   assert min(lr.values()) == pytest.approx(1e-5) and max(lr.values()) == pytest.approx(1e-4)
 

@@ -15,15 +15,17 @@ from wave_unet_tf.training.step import make_optimizer, make_train_step, per_exam
 from conftest import ORIGINAL_TF1
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("name", ["tiny_m5", "tiny_m6"])
-def test_three_steps_match_the_original_losses_and_weights(name):
+def test_three_steps_match_the_original_losses_and_weights(name, jit_compile):
   folder = ORIGINAL_TF1 / name
   config = Config.from_dict(json.loads((folder / "config.json").read_text())["config"])
   recorded = json.loads((folder / "training" / "train_steps.json").read_text())
   model = wut.convert_tf1_checkpoint(str(folder), config)
   mix = tf.constant(np.load(folder / "reference.npz")["input"])
   targets = {s: tf.constant(v) for s, v in np.load(folder / "training" / "targets.npz").items()}
-  step = make_train_step(model, make_optimizer(config), tf.distribute.get_strategy(), global_batch_size=2)
+  step = make_train_step(model, make_optimizer(config), tf.distribute.get_strategy(), global_batch_size=2,
+                         jit_compile=jit_compile)
 
   losses = [float(step((mix, targets))) for _ in range(3)]
   final = float(tf.reduce_mean(per_example_loss(targets, model(mix, training=True), config.source_names)))

@@ -37,6 +37,7 @@ flags.DEFINE_integer("seed", 0, "Seeds the initial weights and the data stream."
 flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in all (0: early stopping decides).")
 flags.DEFINE_integer("checkpoint_every", 500, "Also checkpoint every this many steps within an epoch.")
 flags.DEFINE_integer("summary_every", 20, "Write the training loss to TensorBoard every this many steps.")
+flags.DEFINE_boolean("jit_compile", True, "Compile the training step with XLA (faster on CPUs and GPUs).")
 FLAGS = flags.FLAGS
 
 
@@ -65,7 +66,7 @@ def main(argv):
       config, FLAGS.model_dir,
       DataOptions(FLAGS.musdb_root, cache_dir, FLAGS.is_wav, FLAGS.split, FLAGS.channel_swap, FLAGS.remix,
                   FLAGS.max_validation_batches),
-      RunOptions(FLAGS.seed, FLAGS.max_steps, FLAGS.checkpoint_every, FLAGS.summary_every),
+      RunOptions(FLAGS.seed, FLAGS.max_steps, FLAGS.checkpoint_every, FLAGS.summary_every, FLAGS.jit_compile),
       strategies.make_strategy(FLAGS.strategy, FLAGS.tpu))
   summary = trainer.train()
   print(json.dumps(summary))

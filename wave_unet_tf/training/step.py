@@ -29,23 +29,28 @@ def make_optimizer(config: Config, learning_rate: float = None) -> keras.optimiz
   return optimizer
 
 
-def make_train_step(model, optimizer, strategy, global_batch_size):
+def make_train_step(model, optimizer, strategy, global_batch_size, jit_compile=False):
   """A ``tf.function`` taking a distributed batch ``(mix, {source: target})`` and returning the global loss.
 
   Each replica's loss is its examples' summed loss over the *global* batch size, so the all-reduced gradient
-  and loss equal those of one device seeing the whole batch.
+  and loss equal those of one device seeing the whole batch. ``jit_compile`` compiles each replica's forward
+  and backward pass with XLA (the optimizer update stays outside, where strategies aggregate gradients).
   """
   source_names = model.wave_unet_config.source_names
   if not optimizer.built:
     with strategy.scope():  # slots are created eagerly, as mirrored variables, not inside a replica context
       optimizer.build(model.trainable_variables)
 
-  def replica_step(mix, targets):
+  @tf.function(jit_compile=jit_compile)
+  def loss_and_gradients(mix, targets):
     with tf.GradientTape() as tape:
       estimates = model(mix, training=True)
       loss = tf.reduce_sum(per_example_loss(targets, estimates, source_names)) / global_batch_size
-      scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
-    gradients = tape.gradient(scaled, model.trainable_variables)
+      scaled = optimizer.scale_loss(loss)  # the loss scale of mixed_float16; a no-op otherwise
+    return loss, tape.gradient(scaled, model.trainable_variables)
+
+  def replica_step(mix, targets):
+    loss, gradients = loss_and_gradients(mix, targets)
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     return loss
 

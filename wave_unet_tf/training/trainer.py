@@ -65,12 +65,14 @@ class RunOptions:
     max_steps: Stop after this many steps in all (0: only early stopping ends the run); rerun to go on.
     checkpoint_every: Also checkpoint every this many steps within an epoch (0: only after epochs).
     summary_every: Write the training loss to TensorBoard every this many steps.
+    jit_compile: Compile each replica's forward and backward pass with XLA.
   """
 
   seed: int = 0
   max_steps: int = 0
   checkpoint_every: int = 500
   summary_every: int = 20
+  jit_compile: bool = True
 
 
 class _State:
@@ -151,7 +153,8 @@ class Trainer:
   def _train_stage(self, batch_size) -> bool:
     """Epochs of one stage until early stopping; False if ``max_steps`` interrupted it."""
     c, run = self.config, self.run_options
-    train_step = steps.make_train_step(self.model, self.optimizer, self.strategy, batch_size)
+    train_step = steps.make_train_step(self.model, self.optimizer, self.strategy, batch_size,
+                                       jit_compile=run.jit_compile)
     batches = iter(self._training_batches(batch_size))
     while True:
       done_in_epoch = int(self.state.step) - int(self.state.epoch) * c.steps_per_epoch
