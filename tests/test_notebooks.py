@@ -1,0 +1,125 @@
+"""The Colab notebooks: well-formed and committed clean (fast), and executed top to bottom on CPU with small
+parameters through nbclient (slow). The tests add assignments to each notebook's ``parameters`` cell, as
+papermill does, so the notebook's own code runs unchanged."""
+
+import ast
+import os
+import sys
+
+import pytest
+
+from conftest import ORIGINAL_TF1, PROJECT_ROOT
+
+nbformat = pytest.importorskip("nbformat")
+
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+NOTEBOOKS = ("01_separate_a_song.ipynb", "02_train_on_musdb.ipynb", "03_export_serving_tflite.ipynb")
+BADGE = "https://colab.research.google.com/github/wave-unet-tf/wave-unet-tf/blob/main/notebooks/{}"
+
+# A model that trains in seconds (as tests/test_training.py's TINY): one epoch of 6 steps on 3 s toy songs.
+TINY_TRAIN_FLAGS = ("--max_epochs=1 --steps_per_epoch=6 --num_layers=3 --num_initial_filters=4 --sample_rate=8000 "
+                    "--num_frames=256 --batch_size=4 --max_validation_batches=2 --summary_every=1")
+TOY = dict(toy_tracks=3, toy_seconds=3.0)
+
+
+def read(name):
+  return nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+
+
+def parameters_cell(notebook):
+  cells = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+  assert len(cells) == 1, "one code cell tagged 'parameters'"
+  assert cells[0].cell_type == "code"
+  return cells[0]
+
+
+def assigned_names(source):
+  return {target.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+          for target in node.targets if isinstance(target, ast.Name)}
+
+
+def execute(name, directory, timeout=300, **parameters):
+  """Runs notebook ``name`` in ``directory`` with ``parameters`` assigned after its parameters cell's own."""
+  from nbclient import NotebookClient
+
+  notebook = read(name)
+  cell = parameters_cell(notebook)
+  unknown = set(parameters) - assigned_names(cell.source)
+  assert not unknown, f"{name} has no parameters {sorted(unknown)}"
+  cell.source += "\n# injected by tests/test_notebooks.py\n" + "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+  # `!python`, `!wave-unet-*` and `!saved_model_cli` in the notebook: this interpreter's.
+  env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+  NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                 resources={"metadata": {"path": str(directory)}}).execute(env=env)
+  return notebook
+
+
+def text_output(notebook):
+  return "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                 for output in cell.get("outputs", []))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_valid_with_badge_parameters_and_no_outputs(name):
+  notebook = read(name)
+  nbformat.validate(notebook)
+  first = notebook.cells[0]
+  assert first.cell_type == "markdown" and BADGE.format(name) in first.source
+  cell = parameters_cell(notebook)
+  assert "#@param" in cell.source and assigned_names(cell.source)
+  assert all("#@param" not in c.source for c in notebook.cells if c is not cell), "form fields in one cell"
+  for c in notebook.cells:
+    if c.cell_type == "code":
+      assert c.outputs == [] and c.execution_count is None, f"{name}: commit it without outputs"
+  assert notebook.metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.slow
+def test_separate_a_song_notebook_trains_a_model_and_separates_a_toy_song(tmp_path):
+  notebook = execute("01_separate_a_song.ipynb", tmp_path, listen_seconds=2, train_flags=TINY_TRAIN_FLAGS, **TOY)
+  # wave-unet-separate names the folder after the file: separated/mixture/ for the toy song's mixture.wav.
+  assert sorted(os.listdir(tmp_path / "separated" / "mixture")) == ["accompaniment.wav", "vocals.wav"]
+  images = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+  audios = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "text/html" in o.get("data", {})
+            and "<audio" in o["data"]["text/html"]]
+  assert len(images) == 1 and len(audios) == 3  # mixture and two sources
+
+
+@pytest.mark.slow
+def test_separate_a_song_notebook_converts_an_original_checkpoint(tmp_path):
+  if not ORIGINAL_TF1.is_dir():
+    pytest.fail(f"test fixtures not found at {ORIGINAL_TF1}")
+  execute("01_separate_a_song.ipynb", tmp_path, listen_seconds=2, **TOY,
+          tf1_checkpoint=str(ORIGINAL_TF1 / "tiny_m5"), tf1_config=str(ORIGINAL_TF1 / "tiny_m5" / "config.json"))
+  assert (tmp_path / "converted.keras").is_file()
+  assert not (tmp_path / "demo" / "quickstart").exists()  # a given model is not trained
+  assert sorted(os.listdir(tmp_path / "separated" / "mixture")) == ["accompaniment.wav", "vocals.wav"]
+
+
+@pytest.mark.slow
+def test_a_failing_command_stops_the_notebook(tmp_path):
+  from nbclient.exceptions import CellExecutionError
+  with pytest.raises(CellExecutionError, match="exit status 1: wave-unet-separate"):
+    execute("01_separate_a_song.ipynb", tmp_path, model_path="not_a_model.keras", **TOY)
+  assert not (tmp_path / "separated" / "mixture").exists()
+
+
+@pytest.mark.slow
+def test_train_on_musdb_notebook_trains_evaluates_and_plots_per_track_sdr(tmp_path):
+  notebook = execute("02_train_on_musdb.ipynb", tmp_path, train_flags=TINY_TRAIN_FLAGS, tensorboard=False, jobs=1,
+                     **TOY)
+  assert (tmp_path / "runs" / "notebook" / "best.keras").is_file()
+  assert (tmp_path / "evaluation" / "test" / "Toy test 001 - Seed 0.json").is_file()
+  assert (tmp_path / "evaluation" / "summary.csv").is_file()
+  tables = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "text/html" in o.get("data", {})]
+  assert any("Toy test 001 - Seed 0" in o["data"]["text/html"] for o in tables)
+
+
+@pytest.mark.slow
+def test_export_notebook_writes_and_runs_saved_model_and_every_tflite_variant(tmp_path):
+  notebook = execute("03_export_serving_tflite.ipynb", tmp_path, train_flags=TINY_TRAIN_FLAGS, **TOY)
+  assert (tmp_path / "exported" / "wave_unet" / "1" / "saved_model.pb").is_file()
+  for quantize in ("none", "float16", "dynamic"):
+    assert (tmp_path / "exported" / f"wave_unet_{quantize}.tflite").is_file()
+  text = text_output(notebook)
+  assert "signature_def['separate']" in text and "signature_def['serving_default']" in text
