@@ -166,3 +166,9 @@ def test_interrupted_export_leaves_nothing_in_place(tmp_path, monkeypatch):
   with pytest.raises(KeyboardInterrupt):
     saved_model.export_saved_model(model, str(tmp_path / "model"))
   assert os.listdir(tmp_path) == []
+
+
+def test_written_files_are_readable_by_other_users(exported):
+  _, folder = exported
+  for name in ("model.keras", "none.tflite"):
+    assert os.stat(folder / name).st_mode & 0o044 == 0o044, name

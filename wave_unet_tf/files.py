@@ -21,10 +21,17 @@ def atomic_output(path, suffix=""):
     yield tmp
     with open(tmp, "rb") as f:
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide models from a serving container's user
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def write_text_atomically(path, text):
