@@ -143,15 +143,10 @@ def convert_tf1_checkpoint(checkpoint: str, config: Union[Config, str], output: 
   values = read_checkpoint(checkpoint)
   check_variables(config, values, checkpoint)
   model = build_model(config)
-  weights = {_weight_path(w): w for w in model.weights}
+  weights = {w.path: w for w in model.weights}  # Keras paths: "down_conv_0/kernel", "outputs/vocals_conv/bias"
   for name, _, keras_name in original_variables(config):
     weights[keras_name].assign(values[name])
   if output:
     from wave_unet_tf.model.loading import save_model
     save_model(model, output)
   return model
-
-
-def _weight_path(weight) -> str:
-  # Keras 3 paths look like "down_conv_0/kernel" or "outputs/vocals_conv/kernel".
-  return weight.path

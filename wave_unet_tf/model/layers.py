@@ -25,10 +25,6 @@ def crop_frames(x, frames):
   return x[:, start:start + frames, :]
 
 
-def _time_length(shape):
-  return shape[1]
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Decimate(keras.layers.Layer):
   """Keeps every second frame, starting with the first: ``W -> ceil(W / 2)``.
@@ -44,7 +40,7 @@ class Decimate(keras.layers.Layer):
     return x[:, ::2, :]
 
   def compute_output_shape(self, input_shape):
-    frames = _time_length(input_shape)
+    frames = input_shape[1]
     return (input_shape[0], None if frames is None else (frames + 1) // 2, input_shape[2])
 
 
@@ -81,7 +77,7 @@ class LinearUpsample(keras.layers.Layer):
     return _interleave(x, current + 0.5 * (following - current), self.padding)
 
   def compute_output_shape(self, input_shape):
-    return (input_shape[0], _upsampled_length(_time_length(input_shape), self.padding), input_shape[2])
+    return (input_shape[0], _upsampled_length(input_shape[1], self.padding), input_shape[2])
 
   def get_config(self):
     return {**super().get_config(), "padding": self.padding}
@@ -120,7 +116,7 @@ class LearnedUpsample(keras.layers.Layer):
     return _interleave(x, weight * current + (1.0 - weight) * following, self.padding)
 
   def compute_output_shape(self, input_shape):
-    return (input_shape[0], _upsampled_length(_time_length(input_shape), self.padding), input_shape[2])
+    return (input_shape[0], _upsampled_length(input_shape[1], self.padding), input_shape[2])
 
   def get_config(self):
     return {**super().get_config(), "padding": self.padding}
@@ -204,7 +200,7 @@ class SourceOutputs(keras.layers.Layer):
 
   def compute_output_shape(self, input_shapes):
     features_shape, _ = input_shapes
-    frames = _time_length(features_shape)
+    frames = features_shape[1]
     if frames is not None and self.padding == "valid":
       frames -= self.kernel_size - 1
     return [(features_shape[0], frames, self.num_channels) for _ in self.source_names]

@@ -7,7 +7,6 @@
     <model_dir>/logs/{train,valid}  TensorBoard
 """
 
-import json
 import os
 
 from wave_unet_tf.config import Config
@@ -41,7 +40,3 @@ def prepare(model_dir: str, config: Config, write: bool = True) -> None:
   except OSError as e:
     raise RunFolderError(f"--model_dir={model_dir}: cannot create it ({e.strerror})") from None
   write_text_atomically(path, config.to_json() + "\n")
-
-
-def write_json(path: str, data: dict) -> None:
-  write_text_atomically(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
