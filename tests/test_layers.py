@@ -82,7 +82,7 @@ def test_source_outputs_direct_and_difference(activation, output_type, padding, 
   assert all(o.shape == (2, frames, 2) for o in inference_out)
   if output_type == "difference":
     assert len(layer.convs) == 2
-    residual = numpy_centre_crop(mix, frames) - training_out[0] - training_out[1]
+    residual = numpy_centre_crop(numpy_centre_crop(mix, 12), frames) - training_out[0] - training_out[1]
     np.testing.assert_allclose(training_out[2], residual, atol=1e-5)
     assert np.abs(training_out[2]).max() > 1  # not clipped while training
   estimated = len(layer.convs)
@@ -92,7 +92,7 @@ def test_source_outputs_direct_and_difference(activation, output_type, padding, 
     assert np.abs(infer).max() <= 1
   if output_type == "difference":
     # As the original: the residual of the (clipped) estimates, itself clipped at inference.
-    residual = numpy_centre_crop(mix, frames) - inference_out[0] - inference_out[1]
+    residual = numpy_centre_crop(numpy_centre_crop(mix, 12), frames) - inference_out[0] - inference_out[1]
     np.testing.assert_allclose(inference_out[2], np.clip(residual, -1, 1), atol=1e-5)
 
 
@@ -126,7 +126,9 @@ def test_layer_config_and_keras_file_round_trip(cls, kwargs, shapes, tmp_path):
   layer = cls(**kwargs)
   assert cls.from_config(layer.get_config()).get_config() == layer.get_config()
   model = _apply(cls, kwargs, shapes)
-  data = [RNG.standard_normal((2, 15 if i == 0 else 11, s[2])).astype(np.float32) for i, s in enumerate(shapes)]
+  # CropConcat crops its first input to its second; SourceOutputs crops its second (the mix) to its first.
+  frames = (11, 15) if cls is layers.SourceOutputs else (15, 11)
+  data = [RNG.standard_normal((2, frames[i], s[2])).astype(np.float32) for i, s in enumerate(shapes)]
   data = data if len(data) > 1 else data[0]
   path = str(tmp_path / "layer.keras")
   model.save(path)
@@ -155,3 +157,13 @@ def test_bad_layer_arguments_are_value_errors(kwargs):
     layers.LinearUpsample(**kwargs)
   with pytest.raises(ValueError, match="two sources"):
     layers.SourceOutputs(["a"], 1, "difference")
+
+
+def test_difference_residual_crops_the_mix_twice_as_the_original():
+  # Odd surpluses (17 -> 12 -> 11 frames): the original crops the mix to the features, then to the outputs,
+  # which starts one frame earlier than a single crop from 17 to 11 would.
+  features, mix = _features(12, 4), _features(17, 2)
+  outputs = layers.SourceOutputs(["a", "b"], 2, "difference", "tanh", 2, "valid")([features, mix], training=True)
+  twice = numpy_centre_crop(numpy_centre_crop(mix, 12), 11)
+  np.testing.assert_allclose(np.asarray(outputs[0]) + np.asarray(outputs[1]), twice, atol=1e-6)
+  assert not np.allclose(twice, numpy_centre_crop(mix, 11))

@@ -194,7 +194,10 @@ class SourceOutputs(keras.layers.Layer):
     if self.activation == "linear" and not training:
       outputs = [ops.clip(o, -1.0, 1.0) for o in outputs]
     if self.output_type == "difference":
-      residual = crop_frames(ops.cast(mix, outputs[0].dtype), ops.shape(outputs[0])[1]) - sum(outputs)
+      # Two centre crops, as the original: mix to the features, then to the outputs. With odd surpluses
+      # this differs from one crop of the mix to the outputs.
+      mix = crop_frames(crop_frames(ops.cast(mix, outputs[0].dtype), ops.shape(features)[1]), ops.shape(outputs[0])[1])
+      residual = mix - sum(outputs)
       outputs.append(residual if training else ops.clip(residual, -1.0, 1.0))
     return outputs
 
