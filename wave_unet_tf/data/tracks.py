@@ -190,10 +190,11 @@ def _split_names(names: Sequence[str], split: str, split_mode: str, root: str) -
   if split_mode == "official":
     valid = set(musdb_setup()["validation_tracks"]) & set(names)
     if not valid and len(names) > 1:
-      logging.info("%s: none of its %d training tracks is in musdb's official validation list (other songs "
-                   "than MUSDB18's); using a random %d/%d split with seed %d instead", root, len(names),
-                   round(100 * (1 - RANDOM_SPLIT_VALID_FRACTION)), round(100 * RANDOM_SPLIT_VALID_FRACTION),
-                   RANDOM_SPLIT_SEED)
+      # Once per process: the train and valid lookups would say it twice.
+      logging.log_first_n(logging.INFO, "%s: none of its %d training tracks is in musdb's official validation "
+                          "list (other songs than MUSDB18's); using a random %d/%d split with seed %d instead", 1,
+                          root, len(names), round(100 * (1 - RANDOM_SPLIT_VALID_FRACTION)),
+                          round(100 * RANDOM_SPLIT_VALID_FRACTION), RANDOM_SPLIT_SEED)
       valid = random_validation_names(names)
   else:
     valid = random_validation_names(names)
