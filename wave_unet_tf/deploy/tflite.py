@@ -17,9 +17,11 @@ CONFIG_METADATA = "wave_unet_config"  # TFLite metadata entry holding the config
 
 
 def convert_saved_model(saved_model_dir: str, output: str, quantize: str = "none") -> str:
-  """Converts a fixed-frame SavedModel's ``serving_default`` (see `saved_model.export_fixed_frame`) into a
-  ``.tflite`` file: float32, ``float16`` weights or ``dynamic``-range int8 weights."""
+  """Converts a fixed-frame SavedModel's ``serving_default`` (`saved_model.export_saved_model` with
+  ``batch_size=1``) into a ``.tflite`` file: float32, ``float16`` weights or ``dynamic``-range int8 weights."""
   import tensorflow as tf
+
+  from wave_unet_tf.deploy.saved_model import CONFIG_ASSET
 
   if quantize not in QUANTIZATIONS:
     raise ValueError(f"--quantize={quantize!r}: must be one of {', '.join(QUANTIZATIONS)}")
@@ -30,7 +32,7 @@ def convert_saved_model(saved_model_dir: str, output: str, quantize: str = "none
   if quantize == "float16":
     converter.target_spec.supported_types = [tf.float16]
   flatbuffer = converter.convert()
-  with open(os.path.join(saved_model_dir, "assets", "wave_unet_config.json")) as f:
+  with open(os.path.join(saved_model_dir, "assets", CONFIG_ASSET)) as f:
     metadata = f.read()
   flatbuffer = _with_metadata(flatbuffer, metadata)
   with atomic_output(output, suffix=".tflite") as tmp:

@@ -61,21 +61,3 @@ def make_train_step(model, optimizer, strategy, global_batch_size, jit_compile=F
     return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
   return step
-
-
-def make_eval_step(model, strategy):
-  """A ``tf.function`` returning ``(summed loss, example count)`` of a distributed batch, ``training=False``."""
-  source_names = model.wave_unet_config.source_names
-
-  def replica_step(mix, targets):
-    losses = per_example_loss(targets, model(mix, training=False), source_names)
-    return tf.reduce_sum(losses), tf.cast(tf.shape(losses)[0], tf.float32)
-
-  @tf.function
-  def step(batch):
-    mix, targets = batch
-    total, count = strategy.run(replica_step, args=(mix, targets))
-    return (strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
-            strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
-
-  return step

@@ -157,17 +157,20 @@ class Trainer:
                                        jit_compile=run.jit_compile)
     batches = iter(self._training_batches(batch_size))
     while True:
-      done_in_epoch = int(self.state.step) - int(self.state.epoch) * c.steps_per_epoch
-      todo = c.steps_per_epoch - done_in_epoch
+      todo = c.steps_per_epoch - self._steps_done_in_epoch()
       if run.max_steps:
         todo = min(todo, max(run.max_steps - int(self.state.step), 0))
       if todo:
         self._run_steps(train_step, batches, todo, batch_size)
-      if int(self.state.step) - int(self.state.epoch) * c.steps_per_epoch < c.steps_per_epoch:
+      if self._steps_done_in_epoch() < c.steps_per_epoch:
         self.manager.save(checkpoint_number=int(self.state.step))
         return False  # max_steps reached within the epoch
       if self._end_epoch():
         return True
+
+  def _steps_done_in_epoch(self):
+    # Epochs are consecutive runs of steps_per_epoch steps, so the step counter says where we are.
+    return int(self.state.step) - int(self.state.epoch) * self.config.steps_per_epoch
 
   def _run_steps(self, train_step, batches, count, batch_size):
     run = self.run_options
