@@ -2,10 +2,13 @@
 
 import os
 import pathlib
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The commands keep XLA compilations under $XDG_CACHE_HOME; tests keep theirs out of the user's cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="wave_unet_tf_tests_")
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"

@@ -39,7 +39,20 @@ def test_same_padding_margin_covers_the_receptive_field():
 def test_short_song_gets_one_short_frame():
   config = get_preset("M5-HighSR")
   plan = framing.plan_frames(config, 1000, output_frames=441000)
-  assert plan.num_frames == 1 and plan.stride == 4096
+  assert plan.num_frames == 1 and plan.stride == 4096 * 14  # an eighth of the frame, on the grid
+
+
+@pytest.mark.parametrize("song_frames,expected", [
+    (1, 100), (100, 100), (799, 800), (800, 800), (801, 500), (1601, 600), (10 ** 6, 800)])
+def test_frames_split_the_song_evenly_in_eighths_of_the_longest(song_frames, expected):
+  assert framing.frame_length(800, song_frames) == expected
+
+
+def test_songs_of_similar_lengths_share_frame_shapes():
+  config = get_preset("M5-HighSR")
+  lengths = range(44100 * 150, 44100 * 300, 44100)  # 2.5 to 5 minutes, every second
+  shapes = {framing.plan_frames(config, n, output_frames=44100 * 15).input_frames for n in lengths}
+  assert len(shapes) <= framing.FRAME_STEPS
 
 
 def test_fixed_input_frames_are_checked():

@@ -6,6 +6,8 @@ import sys
 from absl import app, flags
 
 DEBUG_ENV = "WAVE_UNET_DEBUG"  # set to 1 for full tracebacks
+DEFAULT_COMPILE_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"),
+                                     "wave_unet_tf", "xla")
 
 
 class UsageError(ValueError):
@@ -48,3 +50,20 @@ def _program():
 def quiet_tensorflow():
   """Keeps TensorFlow's C++ start-up chatter off the terminal (set before TensorFlow is imported)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def use_compile_cache(folder):
+  """Keeps XLA's compiled forward passes in ``folder`` (TensorFlow's persistent compilation cache), so each
+  model architecture and frame shape is compiled once per machine rather than once per run. Takes effect
+  if called before the process's first XLA compile; an empty ``folder``, or one that cannot be created,
+  leaves the cache off."""
+  if not folder:
+    return
+  folder = os.path.abspath(os.path.expanduser(folder))
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError:
+    return
+  xla_flags = os.environ.get("TF_XLA_FLAGS", "")
+  if "--tf_xla_persistent_cache_directory" not in xla_flags:
+    os.environ["TF_XLA_FLAGS"] = f"{xla_flags} --tf_xla_persistent_cache_directory={folder}".strip()

@@ -22,6 +22,8 @@ flags.DEFINE_bool("baseline", False, "Also score the mixture as every source's e
 flags.DEFINE_list("tracks", None, "Only these track names.")
 flags.DEFINE_float("frame_seconds", None, "Output audio per forward pass (default: the separator's).")
 flags.DEFINE_integer("batch_size", None, "Frames per forward pass (default: the separator's).", lower_bound=1)
+flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
+                    "between runs ('' for none).")
 flags.mark_flags_as_required(["model", "musdb_root"])
 FLAGS = flags.FLAGS
 
@@ -32,6 +34,7 @@ def main(argv):
   if FLAGS.split and FLAGS.subset != "train":
     raise cli.UsageError("--split applies to --subset=train only")
   cli.quiet_tensorflow()
+  cli.use_compile_cache(FLAGS.compile_cache)
   from wave_unet_tf.evaluation import evaluate
   from wave_unet_tf.evaluation.tracks import open_tracks
   # Fail on an empty root before spending seconds on loading the model.

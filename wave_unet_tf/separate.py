@@ -25,6 +25,8 @@ flags.DEFINE_float("frame_seconds", DEFAULT_FRAME_SECONDS, "Output audio per for
                    "not the result.")
 flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Frames per forward pass.", lower_bound=1)
 flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA (faster on CPU and GPU).")
+flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
+                    "between runs ('' for none).")
 flags.DEFINE_bool("progress", True, "Show a progress bar per file.")
 flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
@@ -87,6 +89,8 @@ def main(argv):
     raise cli.UsageError(f"--frame_seconds={FLAGS.frame_seconds}: must be positive")
   _writable_folder(FLAGS.output_dir)
   cli.quiet_tensorflow()
+  if FLAGS.jit_compile:
+    cli.use_compile_cache(FLAGS.compile_cache)
   from wave_unet_tf.audio import AudioError
   from wave_unet_tf.separation import Separator
   separator = Separator(FLAGS.model, frame_seconds=FLAGS.frame_seconds, batch_size=FLAGS.batch_size,

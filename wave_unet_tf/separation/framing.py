@@ -26,6 +26,12 @@ import numpy as np
 from wave_unet_tf.config import Config, context_frames, sizes_for_bottleneck
 
 
+# Frame lengths come in eighths of the requested one: a run over many songs meets few frame shapes (each
+# new shape is traced and, with XLA, compiled once), and frames are at most an eighth longer than an even
+# split of the song would need.
+FRAME_STEPS = 8
+
+
 def grid(config: Config) -> int:
   """Frames must start on multiples of this: ``2**num_layers`` samples."""
   return 2 ** config.num_layers
@@ -127,8 +133,8 @@ def plan_frames(config: Config, song_frames: int, output_frames: int = None, inp
   Args:
     config: the model's config.
     song_frames: length of the song at the model's rate (positive).
-    output_frames: wanted output samples per forward pass (rounded up to a valid frame); a song shorter
-      than that gets one frame just long enough, so short clips cost little.
+    output_frames: the most output samples per forward pass; songs are split evenly into frames of at
+      most this (see `frame_length`), rounded up to a valid frame, so short clips cost little.
     input_frames: a fixed input length instead (a model exported with fixed frames, e.g. TFLite); must be a
       valid input length.
 
@@ -144,7 +150,7 @@ def plan_frames(config: Config, song_frames: int, output_frames: int = None, inp
   else:
     if output_frames is None or output_frames < 1:
       raise ValueError(f"output_frames={output_frames}: must be a positive number of samples")
-    input_frames, frame_output = valid_output_frames(config, min(int(output_frames), song_frames))
+    input_frames, frame_output = valid_output_frames(config, frame_length(int(output_frames), song_frames))
   if config.context:
     keep_offset = 0
     stride = (frame_output // g) * g
@@ -157,6 +163,14 @@ def plan_frames(config: Config, song_frames: int, output_frames: int = None, inp
   return FramePlan(song_frames=int(song_frames), input_frames=input_frames, output_frames=frame_output,
                    stride=stride, context_before=before, keep_offset=keep_offset,
                    num_frames=math.ceil(song_frames / stride))
+
+
+def frame_length(output_frames: int, song_frames: int) -> int:
+  """Output samples per frame for a song: the song split evenly into as few frames of at most
+  ``output_frames`` as cover it, rounded up to a multiple of ``output_frames / FRAME_STEPS``."""
+  step = math.ceil(output_frames / FRAME_STEPS)
+  frames = math.ceil(song_frames / output_frames)
+  return min(output_frames, step * math.ceil(song_frames / frames / step))
 
 
 def _output_for_input(config: Config, input_frames: int) -> int:

@@ -8,10 +8,10 @@ from wave_unet_tf import audio
 from wave_unet_tf.separation import framing
 from wave_unet_tf.separation.forward import ForwardPass, as_forward_pass
 
-# Output seconds per forward pass. Larger frames waste less compute on context (each frame also reads
-# ~3 s of context at 44.1 kHz) but hold more activations; 10 s measured fastest per second of audio here
-# within the memory bound (see benchmarks/separate.py).
-DEFAULT_FRAME_SECONDS = 10.0
+# Most output seconds per forward pass. Larger frames waste less compute on context (each frame also reads
+# ~3 s of context at 44.1 kHz) but hold more activations: 15 s separates M5-HighSR ~15 % faster than 10 s
+# and holds a 10-minute song under 2 GB (benchmarks/separate.py).
+DEFAULT_FRAME_SECONDS = 15.0
 DEFAULT_BATCH_SIZE = 1
 
 

@@ -1,0 +1,125 @@
+"""A faster inference graph for context models: upsampling folded into the up path's convolutions.
+
+Each up block of a Wave-U-Net doubles the frame rate by interpolation, concatenates a cropped skip and
+convolves: ``conv([skip, upsample(x)], W)``. The convolution is linear, so it splits into
+``conv(skip, W_skip) + conv(upsample(x), W_up)``, and because every interpolated frame is a fixed mix of
+its two neighbours (``s * x[k] + (1 - s) * x[k + 1]``; ``s = 1/2`` for linear upsampling), the second term
+is a convolution over ``x`` itself at the low rate, with one kernel per output phase (even and odd output
+frames). Stacking the two phases' kernels along the output features makes it a single convolution whose
+``[frames, 2 * F]`` result is the interleaved ``[2 * frames, F]`` output after a free reshape.
+
+Same function as the `WaveUNet` in inference mode (``training=False``), to float rounding (~1e-7), with
+about a fifth fewer multiply-adds in the up path and no upsampled or concatenated tensors to write: the
+`Separator`'s forward pass for models with context (valid convolutions). Same-padding models (M1, M2) zero
+the upsampled frames at the edges, which does not fold, and run the Keras graph.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from wave_unet_tf.model.layers import crop_frames
+
+
+def supports(config) -> bool:
+  """Whether `forward` computes this model: valid convolutions (``context``)."""
+  return config.context
+
+
+def _tap_weights(size):
+  """``(fixed, per_keep)``, each ``[2, Q, K]``: upsampled-frame kernel tap ``t`` contributes
+  ``fixed + keep * per_keep`` to low-rate tap ``q`` of output phase ``r`` (0: even output frames)."""
+  taps = (size + 1) // 2 + 1
+  fixed, per_keep = np.zeros((2, 2, taps, size), np.float32)
+  for phase in range(2):
+    for t in range(size):
+      frame = phase + t  # in upsampled frames, counted from x[m] at frame 2m
+      if frame % 2 == 0:
+        fixed[phase, frame // 2, t] += 1  # an original frame
+      else:  # keep * x[k] + (1 - keep) * x[k + 1]
+        per_keep[phase, frame // 2, t] += 1
+        fixed[phase, frame // 2 + 1, t] += 1
+        per_keep[phase, frame // 2 + 1, t] -= 1
+  return fixed, per_keep
+
+
+def polyphase_kernel(kernel, keep):
+  """The kernel over the low-rate ``x`` that equals ``kernel`` over ``upsample(x)``.
+
+  Args:
+    kernel: ``[K, C, F]``, convolving the upsampled features (valid, frames ``[x0, m0, x1, m1, ...]``
+      with ``m_k = keep * x[k] + (1 - keep) * x[k + 1]``).
+    keep: ``[C]``, the weight of the earlier neighbour in each interpolated frame.
+
+  Returns:
+    ``[Q, C, 2 * F]`` with ``Q = (K + 1) // 2 + 1``: output features ``[:F]`` are the even output frames,
+    ``[F:]`` the odd ones.
+  """
+  size, channels, filters = kernel.shape
+  fixed, per_keep = _tap_weights(size)
+  folded = (tf.einsum("rqt,tcf->qcrf", fixed, kernel)
+            + keep[:, None, None] * tf.einsum("rqt,tcf->qcrf", per_keep, kernel))
+  return tf.reshape(folded, [fixed.shape[1], channels, 2 * filters])
+
+
+def _leaky_relu(x):
+  return tf.maximum(0.2 * x, x)  # the original's slope
+
+
+def _conv(x, kernel):
+  return tf.nn.conv1d(x, kernel, stride=1, padding="VALID")
+
+
+def _up_block(x, skip, kernel, bias, keep):
+  """``leaky_relu(conv([crop(skip), upsample(x)]) + bias)`` without the upsampled or concatenated tensor."""
+  size, _, filters = kernel.shape
+  skip_features = skip.shape[-1]
+  frames = tf.shape(x)[1]
+  output_frames = 2 * frames - size  # upsampled 2W - 1 frames, valid convolution
+  from_skip = _conv(crop_frames(skip, 2 * frames - 1), kernel[:, :skip_features])
+  low_rate = polyphase_kernel(kernel[:, skip_features:], keep)
+  # Both phases over the same low-rate frames; one frame of zeros keeps the last even output in range
+  # (its odd partner, past the end, is dropped).
+  pairs = (output_frames + 1) // 2
+  padded = tf.pad(x, [[0, 0], [0, pairs + low_rate.shape[0] - 1 - frames], [0, 0]])
+  from_x = tf.reshape(_conv(padded, low_rate), [tf.shape(x)[0], -1, filters])[:, :output_frames]
+  return _leaky_relu(from_skip + from_x + bias)
+
+
+def forward(model, mix):
+  """``model``'s inference-mode outputs for ``mix`` ``[batch, frames, channels]``: ``{source: tensor}``."""
+  config = model.wave_unet_config
+  if not supports(config):
+    raise ValueError("polyphase forward needs a context model (valid convolutions); this one has context=False")
+  layer = model.get_layer
+
+  skips = []
+  x = mix
+  for i in range(config.num_layers):
+    conv = layer(f"down_conv_{i}")
+    x = _leaky_relu(_conv(x, conv.kernel) + conv.bias)
+    skips.append(x)
+    x = x[:, ::2, :]
+  conv = layer("bottleneck_conv")
+  x = _leaky_relu(_conv(x, conv.kernel) + conv.bias)
+
+  for i in range(config.num_layers):
+    conv = layer(f"up_conv_{i}")
+    if config.upsampling == "learned":
+      keep = tf.sigmoid(layer(f"interp_{i}").interp)
+    else:
+      keep = tf.fill([x.shape[-1]], 0.5)
+    x = _up_block(x, skips[-i - 1], conv.kernel, conv.bias, keep)
+
+  # The output convolutions over [crop(mix), x], split likewise.
+  outputs_layer = layer("outputs")
+  mix = crop_frames(mix, tf.shape(x)[1])
+  channels = config.num_channels
+  estimates = []
+  for conv in outputs_layer.convs:
+    logits = _conv(mix, conv.kernel[:, :channels]) + _conv(x, conv.kernel[:, channels:]) + conv.bias
+    estimates.append(tf.tanh(logits) if config.output_activation == "tanh" else tf.clip_by_value(logits, -1, 1))
+  if config.output_type == "difference":
+    # As SourceOutputs: the mix is cropped to the features (above), then to the outputs.
+    residual = crop_frames(mix, tf.shape(estimates[0])[1]) - tf.add_n(estimates)
+    estimates.append(tf.clip_by_value(residual, -1.0, 1.0))
+  return dict(zip(config.source_names, estimates))
