@@ -14,6 +14,7 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the separate command (cli.reuse_host_memory)
 
 from absl import app, flags  # noqa: E402
 

@@ -52,6 +52,13 @@ def quiet_tensorflow():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def reuse_host_memory():
+  """Has TensorFlow keep and reuse host memory (its BFC allocator) instead of asking the system for fresh
+  pages on every forward pass: whole-song frames allocate hundreds of megabytes per pass, and faulting them
+  in cost ~10 % of separation time on CPU (benchmarks/separate.py). Set before TensorFlow is imported."""
+  os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+
 def use_compile_cache(folder):
   """Keeps XLA's compiled forward passes in ``folder`` (TensorFlow's persistent compilation cache), so each
   model architecture and frame shape is compiled once per machine rather than once per run. Takes effect

@@ -34,6 +34,7 @@ def main(argv):
   if FLAGS.split and FLAGS.subset != "train":
     raise cli.UsageError("--split applies to --subset=train only")
   cli.quiet_tensorflow()
+  cli.reuse_host_memory()
   cli.use_compile_cache(FLAGS.compile_cache)
   from wave_unet_tf.evaluation import evaluate
   from wave_unet_tf.evaluation.tracks import open_tracks

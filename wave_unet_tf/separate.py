@@ -89,6 +89,7 @@ def main(argv):
     raise cli.UsageError(f"--frame_seconds={FLAGS.frame_seconds}: must be positive")
   _writable_folder(FLAGS.output_dir)
   cli.quiet_tensorflow()
+  cli.reuse_host_memory()
   if FLAGS.jit_compile:
     cli.use_compile_cache(FLAGS.compile_cache)
   from wave_unet_tf.audio import AudioError

@@ -9,9 +9,9 @@ from wave_unet_tf.separation import framing
 from wave_unet_tf.separation.forward import ForwardPass, as_forward_pass
 
 # Most output seconds per forward pass. Larger frames waste less compute on context (each frame also reads
-# ~3 s of context at 44.1 kHz) but hold more activations: 15 s separates M5-HighSR ~15 % faster than 10 s
-# and holds a 10-minute song under 2 GB (benchmarks/separate.py).
-DEFAULT_FRAME_SECONDS = 15.0
+# ~3 s of context at 44.1 kHz) but hold more activations: with M5-HighSR, 30 s frames separate ~5 % faster
+# than 15 s and ~20 % faster than 10 s, and hold ~1 GiB of activations (benchmarks/separate.py).
+DEFAULT_FRAME_SECONDS = 30.0
 DEFAULT_BATCH_SIZE = 1
 
 
@@ -86,10 +86,11 @@ class Separator:
       mix = np.pad(mix, [(0, shortest - samples), (0, 0)])
     mix = audio.resample(mix, sample_rate, self.config.sample_rate)
     estimates = self.separate_at_model_rate(mix, progress)
+    del mix  # a resampled copy of the song: freed before the estimates are resampled back
 
     results = {}
-    for source, estimate in estimates.items():
-      estimate = audio.resample(estimate, self.config.sample_rate, sample_rate)
+    for source in self.source_names:
+      estimate = audio.resample(estimates.pop(source), self.config.sample_rate, sample_rate)
       results[source] = _restore_channels(_fit_length(estimate, samples), channels)
     return results
 
