@@ -62,7 +62,7 @@ def main(_):
     variants["keras"] = keras_file
     for name, path in variants.items():
       separator = wut.Separator(path, frame_seconds=FLAGS.frame_seconds)
-      separator.separate_at_model_rate(song[:rate])  # warm-up: tracing, compiling, allocation
+      separator.separate_at_model_rate(song)  # warm-up: tracing, compiling (this frame shape), allocation
       start = time.perf_counter()
       vocals = separator.separate_at_model_rate(song)["vocals"]
       elapsed = time.perf_counter() - start

@@ -1,12 +1,14 @@
 r"""Separation speed (x real time) per preset and peak memory on a long song, with random weights.
 
   python benchmarks/separate.py                                   # every preset, 30 s song, + memory
-  python benchmarks/separate.py --presets=M5-HighSR --repeats=5 --memory_minutes=0
+  python benchmarks/separate.py --presets=M5-HighSR --repeats=5 --memory_minutes=0 --command_runs=0
 
 Speed: a random 30 s 44.1 kHz stereo song, timed after the model is built. The first call includes tracing
 and (with XLA) compiling the frame's graph; the following calls are the steady state. The machine may be
 shared, so best and median of the repeats are printed. Memory: a 10-minute song separated in a fresh
-subprocess, which reports its own peak resident set size (getrusage).
+subprocess, which reports its own peak resident set size (getrusage). Command: `wave-unet-separate` on a
+30 s WAV timed as a whole process (Python start, TensorFlow import, model load, compile, separation,
+writing), first with an empty XLA compile cache, then with the cache the first run left.
 """
 
 import os
@@ -31,6 +33,7 @@ flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA.")
 flags.DEFINE_float("memory_minutes", 10.0, "Song length for the memory test (0: skip it).")
 flags.DEFINE_string("memory_preset", "M5-HighSR", "Preset for the memory test.")
 flags.DEFINE_bool("memory_child", False, "Internal: run one memory measurement in this process.")
+flags.DEFINE_integer("command_runs", 2, "Whole-process runs of wave-unet-separate on a 30 s song (0: skip).")
 FLAGS = flags.FLAGS
 
 
@@ -80,6 +83,27 @@ def memory_child():
         f"{elapsed:.1f} s ({FLAGS.memory_minutes * 60 / elapsed:.1f}x real time)", flush=True)
 
 
+def time_command():
+  import tempfile
+  import soundfile
+  import wave_unet_tf as wut
+  with tempfile.TemporaryDirectory() as folder:
+    model_path = os.path.join(folder, "M5-HighSR.keras")
+    wut.build_model(wut.get_preset("M5-HighSR")).save(model_path)
+    song_path = os.path.join(folder, "song.wav")
+    soundfile.write(song_path, _song(FLAGS.seconds), FLAGS.sample_rate, subtype="PCM_16")
+    command = [sys.executable, "-m", "wave_unet_tf.separate", f"--model={model_path}", "--noprogress",
+               f"--output_dir={os.path.join(folder, 'separated')}",
+               f"--compile_cache={os.path.join(folder, 'xla_cache')}", song_path]
+    for run in range(FLAGS.command_runs):
+      start = time.perf_counter()
+      subprocess.run(command, check=True, capture_output=True)
+      elapsed = time.perf_counter() - start
+      cache = "empty compile cache" if run == 0 else "cached compilation"
+      print(f"wave-unet-separate, M5-HighSR, {FLAGS.seconds:.0f} s WAV, whole process ({cache}): {elapsed:.2f} s "
+            f"({FLAGS.seconds / elapsed:.1f}x real time)", flush=True)
+
+
 def main(argv):
   del argv
   if FLAGS.memory_child:
@@ -88,6 +112,8 @@ def main(argv):
         flush=True)
   for preset in FLAGS.presets:
     time_preset(preset)
+  if FLAGS.command_runs > 0:
+    time_command()
   if FLAGS.memory_minutes > 0:
     child = [sys.executable, os.path.abspath(__file__), "--memory_child", f"--memory_preset={FLAGS.memory_preset}",
              f"--memory_minutes={FLAGS.memory_minutes}", f"--sample_rate={FLAGS.sample_rate}",
