@@ -36,7 +36,7 @@ class KerasForwardPass:
   Each shape is traced once (and, with ``jit_compile``, compiled by XLA once, which on CPU runs the
   paper's models about 1.3-2x faster than the plain graph); the `Separator` keeps the shape fixed for a
   whole song by padding the last frame and the last batch. Context models run the equivalent polyphase
-  graph (`wave_unet_tf.separation.polyphase`, ~15 % faster) unless ``polyphase=False``; it reads the
+  graph (`wave_unet_tf.separation.polyphase`, ~12 % faster) unless ``polyphase=False``; it reads the
   model's weights at each call, so later weight changes take effect.
   """
 

@@ -9,7 +9,7 @@ frames). Stacking the two phases' kernels along the output features makes it a s
 ``[frames, 2 * F]`` result is the interleaved ``[2 * frames, F]`` output after a free reshape.
 
 Same function as the `WaveUNet` in inference mode (``training=False``), to float rounding (~1e-7), with
-about a fifth fewer multiply-adds in the up path and no upsampled or concatenated tensors to write: the
+a fifth fewer multiply-adds on the upsampled features and no upsampled or concatenated tensors to write: the
 `Separator`'s forward pass for models with context (valid convolutions). Same-padding models (M1, M2) zero
 the upsampled frames at the edges, which does not fold, and run the Keras graph.
 """
