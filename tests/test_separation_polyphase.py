@@ -54,6 +54,22 @@ def test_polyphase_graph_equals_the_keras_model(changes):
     np.testing.assert_allclose(actual[source], expected[source], atol=1e-5, rtol=0)
 
 
+def test_polyphase_graph_runs_a_mixed_precision_model_in_its_compute_dtype():
+  import keras
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    model = randomised(wut.build_model(tiny_config()))
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  input_frames, _ = wut.io_sizes(model.wave_unet_config, 300)
+  mix = np.random.default_rng(1).uniform(-0.9, 0.9, (1, input_frames, 2)).astype(np.float32)
+  expected = model(mix, training=False)
+  actual = polyphase.forward(model, tf.constant(mix))
+  for source in expected:
+    assert actual[source].dtype == tf.float32  # the outputs stay float32, as the model's
+    np.testing.assert_allclose(actual[source], expected[source], atol=1e-2, rtol=0)  # float16 rounding
+
+
 @pytest.mark.parametrize("name", [name for name in ORIGINAL_MODELS
                                   if json.loads((ORIGINAL_TF1 / name / "config.json").read_text())["config"]
                                   .get("context", False)])

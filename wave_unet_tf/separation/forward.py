@@ -11,6 +11,7 @@ Any object with these attributes plugs into `Separator` (a SavedModel or TFLite 
 ``output_frames`` follows from ``input_frames`` and the config (`wave_unet_tf.separation.framing`).
 """
 
+import functools
 from typing import Dict, Optional, Protocol, runtime_checkable
 
 import numpy as np
@@ -44,11 +45,13 @@ class KerasForwardPass:
   batch_size = None
 
   def __init__(self, model, jit_compile: bool = True, polyphase: bool = True):
-    from wave_unet_tf.separation import polyphase as polyphase_graph
+    from wave_unet_tf.separation import polyphase as polyphase_graph  # TensorFlow, as the model already is
     self.model = model
     self.config = model.wave_unet_config
     self.jit_compile = jit_compile
     self.polyphase = polyphase and polyphase_graph.supports(self.config)
+    self._inference = (functools.partial(polyphase_graph.forward, model) if self.polyphase
+                       else functools.partial(model, training=False))
     self._functions = {}
 
   def forward(self, mix: np.ndarray) -> Dict[str, np.ndarray]:
@@ -56,18 +59,12 @@ class KerasForwardPass:
     shape = tuple(mix.shape)
     function = self._functions.get(shape)
     if function is None:
-      function = tf.function(self._call, input_signature=[tf.TensorSpec(shape, tf.float32)],
+      function = tf.function(self._inference, input_signature=[tf.TensorSpec(shape, tf.float32)],
                              jit_compile=self.jit_compile, reduce_retracing=False,
                              autograph=False)
       self._functions[shape] = function
     outputs = function(tf.convert_to_tensor(mix, tf.float32))
     return {name: value.numpy() for name, value in outputs.items()}
-
-  def _call(self, mix):
-    if self.polyphase:
-      from wave_unet_tf.separation import polyphase
-      return polyphase.forward(self.model, mix)
-    return self.model(mix, training=False)
 
 
 def as_forward_pass(model_or_path, jit_compile: bool = True) -> ForwardPass:

@@ -55,38 +55,39 @@ def polyphase_kernel(kernel, keep):
     ``[F:]`` the odd ones.
   """
   size, channels, filters = kernel.shape
-  fixed, per_keep = _tap_weights(size)
+  fixed, per_keep = (tf.constant(taps, kernel.dtype) for taps in _tap_weights(size))
   folded = (tf.einsum("rqt,tcf->qcrf", fixed, kernel)
             + keep[:, None, None] * tf.einsum("rqt,tcf->qcrf", per_keep, kernel))
   return tf.reshape(folded, [fixed.shape[1], channels, 2 * filters])
-
-
-def _leaky_relu(x):
-  return tf.maximum(0.2 * x, x)  # the original's slope
 
 
 def _conv(x, kernel):
   return tf.nn.conv1d(x, kernel, stride=1, padding="VALID")
 
 
-def _up_block(x, skip, kernel, bias, keep):
-  """``leaky_relu(conv([crop(skip), upsample(x)]) + bias)`` without the upsampled or concatenated tensor."""
+def _up_block(x, skip, conv, keep):
+  """``conv([crop(skip), upsample(x)])`` without the upsampled or concatenated tensor; ``conv`` is the
+  block's Keras ``Conv1D``, whose weights, compute dtype and activation it uses."""
+  kernel, bias = tf.cast(conv.kernel, conv.compute_dtype), tf.cast(conv.bias, conv.compute_dtype)
   size, _, filters = kernel.shape
   skip_features = skip.shape[-1]
   frames = tf.shape(x)[1]
   output_frames = 2 * frames - size  # upsampled 2W - 1 frames, valid convolution
   from_skip = _conv(crop_frames(skip, 2 * frames - 1), kernel[:, :skip_features])
-  low_rate = polyphase_kernel(kernel[:, skip_features:], keep)
+  low_rate = polyphase_kernel(kernel[:, skip_features:], tf.cast(keep, conv.compute_dtype))
   # Both phases over the same low-rate frames; one frame of zeros keeps the last even output in range
   # (its odd partner, past the end, is dropped).
   pairs = (output_frames + 1) // 2
   padded = tf.pad(x, [[0, 0], [0, pairs + low_rate.shape[0] - 1 - frames], [0, 0]])
   from_x = tf.reshape(_conv(padded, low_rate), [tf.shape(x)[0], -1, filters])[:, :output_frames]
-  return _leaky_relu(from_skip + from_x + bias)
+  return conv.activation(from_skip + from_x + bias)
 
 
 def forward(model, mix):
-  """``model``'s inference-mode outputs for ``mix`` ``[batch, frames, channels]``: ``{source: tensor}``."""
+  """``model``'s inference-mode outputs for ``mix`` ``[batch, frames, channels]``: ``{source: tensor}``.
+
+  The down path, the bottleneck and the outputs are the model's own layers; only the up blocks are
+  rewritten."""
   config = model.wave_unet_config
   if not supports(config):
     raise ValueError("polyphase forward needs a context model (valid convolutions); this one has context=False")
@@ -95,31 +96,18 @@ def forward(model, mix):
   skips = []
   x = mix
   for i in range(config.num_layers):
-    conv = layer(f"down_conv_{i}")
-    x = _leaky_relu(_conv(x, conv.kernel) + conv.bias)
+    x = layer(f"down_conv_{i}")(x)
     skips.append(x)
-    x = x[:, ::2, :]
-  conv = layer("bottleneck_conv")
-  x = _leaky_relu(_conv(x, conv.kernel) + conv.bias)
+    x = layer(f"decimate_{i}")(x)
+  x = layer("bottleneck_conv")(x)
 
   for i in range(config.num_layers):
-    conv = layer(f"up_conv_{i}")
     if config.upsampling == "learned":
       keep = tf.sigmoid(layer(f"interp_{i}").interp)
     else:
       keep = tf.fill([x.shape[-1]], 0.5)
-    x = _up_block(x, skips[-i - 1], conv.kernel, conv.bias, keep)
+    x = _up_block(x, skips[-i - 1], layer(f"up_conv_{i}"), keep)
 
-  # The output convolutions over [crop(mix), x], split likewise.
-  outputs_layer = layer("outputs")
-  mix = crop_frames(mix, tf.shape(x)[1])
-  channels = config.num_channels
-  estimates = []
-  for conv in outputs_layer.convs:
-    logits = _conv(mix, conv.kernel[:, :channels]) + _conv(x, conv.kernel[:, channels:]) + conv.bias
-    estimates.append(tf.tanh(logits) if config.output_activation == "tanh" else tf.clip_by_value(logits, -1, 1))
-  if config.output_type == "difference":
-    # As SourceOutputs: the mix is cropped to the features (above), then to the outputs.
-    residual = crop_frames(mix, tf.shape(estimates[0])[1]) - tf.add_n(estimates)
-    estimates.append(tf.clip_by_value(residual, -1.0, 1.0))
+  features = layer("crop_concat_mix")([mix, x])
+  estimates = layer("outputs")([features, mix], training=False)
   return dict(zip(config.source_names, estimates))
