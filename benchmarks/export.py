@@ -1,9 +1,9 @@
 """Exported models side by side: file size, x real time on this CPU, and SNR against the Keras model.
 
-    python benchmarks/export.py [--preset M5-HighSR] [--frame_seconds 10]
+    python benchmarks/export.py [--preset M5-HighSR] [--window_seconds 10]
 
 Exports a random-weight model as a SavedModel and as float32, float16 and dynamic-range int8 TFLite models
-(all with frames of ``--frame_seconds`` of output), separates the real MUSDB18 sample song (6.8 s, resampled
+(all with frames of ``--window_seconds`` of output), separates the real MUSDB18 sample song (6.8 s, resampled
 to the model's rate, repeated to ``--song_seconds``) with each through `Separator`, and prints one JSON line
 per variant. SNR is of each variant's vocals against the Keras model's.
 """
@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the separate com
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("preset", "M5-HighSR", "Model preset.")
-flags.DEFINE_float("frame_seconds", 10.0, "Output seconds per exported frame.")
+flags.DEFINE_float("window_seconds", 10.0, "Output seconds per exported frame.")
 flags.DEFINE_float("song_seconds", 30.0, "Length of the timed song.")
 flags.DEFINE_string("song", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures",
                                          "musdb18_sample", "MUSDB18-7-SAMPLE", "train",
@@ -46,22 +46,22 @@ def main(_):
   model = wut.build_model(config)
   mixture, rate = audio.load(FLAGS.song, sample_rate=config.sample_rate, channels=config.num_channels)
   song = np.tile(mixture, (int(np.ceil(FLAGS.song_seconds * rate / len(mixture))), 1))[:int(FLAGS.song_seconds * rate)]
-  reference = wut.Separator(model, frame_seconds=FLAGS.frame_seconds).separate_at_model_rate(song)["vocals"]
+  reference = wut.Separator(model, window_seconds=FLAGS.window_seconds).separate_at_model_rate(song)["vocals"]
 
   with tempfile.TemporaryDirectory() as scratch:
     variants = {"keras": None, "saved_model": os.path.join(scratch, "saved_model")}
-    saved_model.export_saved_model(model, variants["saved_model"], FLAGS.frame_seconds)
+    saved_model.export_saved_model(model, variants["saved_model"], FLAGS.window_seconds)
     fixed = os.path.join(scratch, "fixed")
-    saved_model.export_saved_model(model, fixed, FLAGS.frame_seconds, batch_size=1)
+    saved_model.export_saved_model(model, fixed, FLAGS.window_seconds, batch_size=1)
     for quantize in tflite.QUANTIZATIONS:
       variants[f"tflite_{quantize}"] = tflite.convert_saved_model(fixed, os.path.join(scratch, f"{quantize}.tflite"),
                                                                   quantize)
     keras_file = os.path.join(scratch, "model.keras")
-    from wave_unet_tf.model.loading import save_model
+    from wave_unet_tf.model.saving import save_model
     save_model(model, keras_file)
     variants["keras"] = keras_file
     for name, path in variants.items():
-      separator = wut.Separator(path, frame_seconds=FLAGS.frame_seconds)
+      separator = wut.Separator(path, window_seconds=FLAGS.window_seconds)
       separator.separate_at_model_rate(song)  # warm-up: tracing, compiling (this frame shape), allocation
       start = time.perf_counter()
       vocals = separator.separate_at_model_rate(song)["vocals"]
@@ -70,7 +70,7 @@ def main(_):
       snr = float("inf") if noise == 0 else float(10 * np.log10(np.sum(reference ** 2) / noise))
       print(json.dumps({"benchmark": "export", "preset": FLAGS.preset, "variant": name,
                         "size_mb": round(_size(path) / 1e6, 1), "x_real_time": round(FLAGS.song_seconds / elapsed, 2),
-                        "snr_db_vs_keras": round(snr, 1), "frame_seconds": FLAGS.frame_seconds,
+                        "snr_db_vs_keras": round(snr, 1), "window_seconds": FLAGS.window_seconds,
                         "cpus": os.cpu_count()}), flush=True)
 
 

@@ -44,7 +44,8 @@ def _decode_seconds_per_minute(config, tracks, cache_dir):
 def main(argv):
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  from wave_unet_tf.config import get_preset, io_sizes
+  from wave_unet_tf.config import get_preset
+  from wave_unet_tf.sizes import io_sizes
   from wave_unet_tf.data import pipeline, toy, tracks as track_finder
   config = get_preset(FLAGS.preset)
   scratch = tempfile.mkdtemp(prefix="input-pipeline-")

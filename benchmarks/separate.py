@@ -27,7 +27,7 @@ flags.DEFINE_list("presets", ["M1", "M4", "M5", "M5-HighSR", "M6", "M7"], "Prese
 flags.DEFINE_float("seconds", 30.0, "Song length for the speed test.")
 flags.DEFINE_integer("sample_rate", 44100, "Song sample rate (resampled to the model's).")
 flags.DEFINE_integer("repeats", 3, "Timed separations after the first.")
-flags.DEFINE_float("frame_seconds", None, "Output seconds per forward pass (default: the Separator's).")
+flags.DEFINE_float("window_seconds", None, "Output seconds per forward pass (default: the Separator's).")
 flags.DEFINE_integer("batch_size", None, "Frames per forward pass (default: the Separator's).")
 flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA.")
 flags.DEFINE_float("memory_minutes", 10.0, "Song length for the memory test (0: skip it).")
@@ -41,7 +41,7 @@ def _separator(preset):
   import wave_unet_tf as wut
   from wave_unet_tf.separation import separator
   model = wut.build_model(wut.get_preset(preset))
-  return wut.Separator(model, frame_seconds=FLAGS.frame_seconds or separator.DEFAULT_FRAME_SECONDS,
+  return wut.Separator(model, window_seconds=FLAGS.window_seconds or separator.DEFAULT_WINDOW_SECONDS,
                        batch_size=FLAGS.batch_size or separator.DEFAULT_BATCH_SIZE,
                        jit_compile=FLAGS.jit_compile)
 
@@ -68,7 +68,7 @@ def time_preset(preset):
   plan = sep.plan(round(FLAGS.seconds * sep.config.sample_rate))
   print(f"{preset:10s} {FLAGS.seconds:.0f} s song: first call {first:5.2f} s ({FLAGS.seconds / first:5.1f}x), "
         f"best {best:5.2f} s ({FLAGS.seconds / best:5.1f}x real time), median {typical:5.2f} s "
-        f"({FLAGS.seconds / typical:5.1f}x); {plan.num_frames} frame(s) of {plan.input_frames} -> "
+        f"({FLAGS.seconds / typical:5.1f}x); {plan.num_windows} frame(s) of {plan.input_frames} -> "
         f"{plan.output_frames} samples", flush=True)
 
 
@@ -118,8 +118,8 @@ def main(argv):
     child = [sys.executable, os.path.abspath(__file__), "--memory_child", f"--memory_preset={FLAGS.memory_preset}",
              f"--memory_minutes={FLAGS.memory_minutes}", f"--sample_rate={FLAGS.sample_rate}",
              f"--jit_compile={FLAGS.jit_compile}"]
-    if FLAGS.frame_seconds:
-      child.append(f"--frame_seconds={FLAGS.frame_seconds}")
+    if FLAGS.window_seconds:
+      child.append(f"--window_seconds={FLAGS.window_seconds}")
     if FLAGS.batch_size:
       child.append(f"--batch_size={FLAGS.batch_size}")
     subprocess.run(child, check=True)

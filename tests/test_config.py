@@ -3,7 +3,8 @@ import json
 import pytest
 
 import wave_unet_tf as wut
-from wave_unet_tf.config import Config, ORIGINAL_NAMES, PRESETS, context_frames, sizes_for_bottleneck
+from wave_unet_tf.config import Config, ORIGINAL_NAMES, PRESETS
+from wave_unet_tf.sizes import context_frames, sizes_for_bottleneck
 
 from conftest import ORIGINAL_TF1
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from wave_unet_tf.config import get_preset, io_sizes
+from wave_unet_tf.config import get_preset
+from wave_unet_tf.sizes import io_sizes
 from wave_unet_tf.data import cache, pipeline
 from wave_unet_tf.data.excerpts import ExcerptSampler
 from wave_unet_tf.data.toy import write_toy_dataset

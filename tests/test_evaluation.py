@@ -21,7 +21,7 @@ STEMS = ("bass", "drums", "other", "vocals")
 
 def tiny_separator(preset):
   config = wut.get_preset(preset).replace(num_layers=3, num_initial_filters=4, sample_rate=11025)
-  return Separator(wut.build_model(config), frame_seconds=1.0, jit_compile=False)
+  return Separator(wut.build_model(config), window_seconds=1.0, jit_compile=False)
 
 
 def write_hq_folder(root, subset="test", names=("Song A", "Song B"), seconds=1.0, rate=44100):
@@ -125,7 +125,7 @@ def test_real_musdb18_sample_through_musdb(tmp_path, preset, sources):
 
 @pytest.mark.slow
 def test_evaluate_command_with_parallel_jobs_and_baseline(hq_root, tmp_path):
-  from wave_unet_tf.model.loading import save_model
+  from wave_unet_tf.model.saving import save_model
   config = wut.get_preset("M5").replace(num_layers=3, num_initial_filters=4, sample_rate=11025)
   model_path = save_model(wut.build_model(config), str(tmp_path / "m6.keras"))
   out = tmp_path / "eval"

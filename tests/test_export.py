@@ -14,7 +14,7 @@ import tensorflow as tf
 import wave_unet_tf as wut
 from wave_unet_tf import audio
 from wave_unet_tf.deploy import saved_model, tflite
-from wave_unet_tf.model.loading import save_model
+from wave_unet_tf.model.saving import save_model
 
 from conftest import MUSDB_SAMPLE
 
@@ -66,7 +66,7 @@ def test_saved_model_cli_run_separates_an_npy_file(exported, tmp_path):
                   "--signature_def", "separate", "--inputs", f"waveform={tmp_path / 'song.npy'}",
                   "--outdir", str(tmp_path / "out")], check=True, capture_output=True)
   vocals = np.load(tmp_path / "out" / "vocals.npy")
-  expected = wut.Separator(model, frame_seconds=0.05).separate_at_model_rate(song)["vocals"]
+  expected = wut.Separator(model, window_seconds=0.05).separate_at_model_rate(song)["vocals"]
   assert vocals.shape == song.shape
   np.testing.assert_allclose(vocals, expected, atol=1e-4)
 
@@ -124,7 +124,7 @@ def test_exports_agree_with_keras_and_float16_keeps_40_db_on_a_real_song(exporte
   model, folder = exported
   mixture, rate = audio.load(str(next(MUSDB_SAMPLE.glob("train/*.stem.mp4"))), channels=2)
   song = audio.resample(mixture, rate, SMALL.sample_rate)[:4 * SMALL.sample_rate]
-  reference = wut.Separator(model, frame_seconds=0.2).separate_at_model_rate(song)
+  reference = wut.Separator(model, window_seconds=0.2).separate_at_model_rate(song)
   results = {}
   for name in ("saved_model", "none.tflite", "float16.tflite", "dynamic.tflite"):
     results[name] = wut.Separator(str(folder / name)).separate_at_model_rate(song)

@@ -23,7 +23,7 @@ def run_separate(*args):
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-  from wave_unet_tf.model.loading import save_model
+  from wave_unet_tf.model.saving import save_model
   config = wut.get_preset("M5").replace(num_layers=4, num_initial_filters=4, sample_rate=16000)
   return save_model(wut.build_model(config), str(tmp_path_factory.mktemp("model") / "tiny.keras"))
 
@@ -53,7 +53,7 @@ def test_separates_several_files_and_reports_the_bad_ones(tmp_path, model_path):
   nan = write(inputs / "nan.wav", np.full((100, 2), np.nan, np.float32), 44100, subtype="FLOAT")
   missing = inputs / "missing.wav"
   out = tmp_path / "out"
-  result = run_separate("--model", model_path, "--output_dir", out, "--codec", "flac", "--frame_seconds", "0.3",
+  result = run_separate("--model", model_path, "--output_dir", out, "--codec", "flac", "--window_seconds", "0.3",
                         "--batch_size", "2", good[0], empty, surround, missing, good[1], nan, good[2])
   assert result.returncode == 1, result.stderr
   errors = [line for line in result.stderr.splitlines() if ": error: " in line]
@@ -101,7 +101,7 @@ def test_unwritable_output_dir_fails_before_loading_anything(tmp_path, model_pat
 def test_help_is_instant():
   start = time.perf_counter()
   result = run_separate("--help")
-  assert "--frame_seconds" in result.stdout  # absl exits 1 after --help
+  assert "--window_seconds" in result.stdout  # absl exits 1 after --help
   assert time.perf_counter() - start < 3.0
   assert "tensorflow" not in result.stderr.lower()
 
@@ -115,7 +115,7 @@ def test_in_process_separation_writes_wav_at_the_input_length(tmp_path, model_pa
   from wave_unet_tf import separate
   from wave_unet_tf.separation import Separator
   wav = write(tmp_path / "Artist - Title.stem.wav", song(0.5, 22050, 2), 22050)
-  written, seconds = separate.separate_file(Separator(model_path, frame_seconds=0.2, jit_compile=False), str(wav),
+  written, seconds = separate.separate_file(Separator(model_path, window_seconds=0.2, jit_compile=False), str(wav),
                                             str(tmp_path / "out"), "wav", progress=False)
   assert [pathlib.Path(p).parent.name for p in written] == ["Artist - Title"] * 2
   assert all(soundfile.info(p).frames == int(0.5 * 22050) for p in written)

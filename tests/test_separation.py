@@ -21,18 +21,18 @@ def models():
 def whole_song_pass(model, song):
   """One forward pass over the song, zero-padded as the frames see it, and the song's part of the output."""
   config = model.wave_unet_config
-  plan = framing.plan_frames(config, len(song), output_frames=len(song))
-  outputs = model(framing.padded_song(config, plan, song)[None], training=False)
+  plan = windows.plan_windows(config, len(song), output_frames=len(song))
+  outputs = model(windows.padded_song(config, plan, song)[None], training=False)
   return {k: np.asarray(v)[0, plan.keep_offset:plan.keep_offset + len(song)] for k, v in outputs.items()}
 
 
 @pytest.mark.parametrize("preset", ["M1", "M2", "M5", "M6"])
-@pytest.mark.parametrize("frame_seconds,batch_size,jit_compile", [(0.01, 1, False), (0.03, 3, True), (2.0, 1, False)])
-def test_frames_equal_one_whole_song_forward_pass(models, preset, frame_seconds, batch_size, jit_compile):
+@pytest.mark.parametrize("window_seconds,batch_size,jit_compile", [(0.01, 1, False), (0.03, 3, True), (2.0, 1, False)])
+def test_frames_equal_one_whole_song_forward_pass(models, preset, window_seconds, batch_size, jit_compile):
   model = models[preset]
   song = np.random.default_rng(1).uniform(-0.5, 0.5, (5003, model.wave_unet_config.num_channels)).astype(np.float32)
   reference = whole_song_pass(model, song)
-  separator = Separator(model, frame_seconds=frame_seconds, batch_size=batch_size, jit_compile=jit_compile)
+  separator = Separator(model, window_seconds=window_seconds, batch_size=batch_size, jit_compile=jit_compile)
   estimates = separator.separate_at_model_rate(song)
   for source in model.wave_unet_config.source_names:
     assert np.max(np.abs(estimates[source] - reference[source])) <= 1e-5
@@ -40,8 +40,8 @@ def test_frames_equal_one_whole_song_forward_pass(models, preset, frame_seconds,
 
 def test_frame_size_changes_no_sample(models):
   song = np.random.default_rng(2).uniform(-0.5, 0.5, (24000, 2)).astype(np.float32)
-  small = Separator(models["M5"], frame_seconds=0.05, batch_size=4, jit_compile=False).separate(song, 8000)
-  large = Separator(models["M5"], frame_seconds=1.5, batch_size=1).separate(song, 8000)
+  small = Separator(models["M5"], window_seconds=0.05, batch_size=4, jit_compile=False).separate(song, 8000)
+  large = Separator(models["M5"], window_seconds=1.5, batch_size=1).separate(song, 8000)
   for source in small:
     assert np.max(np.abs(small[source] - large[source])) <= 1e-5
 
@@ -51,7 +51,7 @@ def test_frame_size_changes_no_sample(models):
 @pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
 def test_output_has_the_input_rate_length_and_channels(models, preset, channels, rate):
   song = np.random.default_rng(3).uniform(-0.5, 0.5, (int(0.37 * rate), channels)).astype(np.float32)
-  stems = Separator(models[preset], frame_seconds=0.2, jit_compile=False).separate(song, rate)
+  stems = Separator(models[preset], window_seconds=0.2, jit_compile=False).separate(song, rate)
   assert set(stems) == set(models[preset].wave_unet_config.source_names)
   for estimate in stems.values():
     assert estimate.shape == song.shape and estimate.dtype == np.float32
@@ -60,13 +60,13 @@ def test_output_has_the_input_rate_length_and_channels(models, preset, channels,
 
 def test_difference_output_still_sums_to_the_mixture_after_framing(models):
   song = np.random.default_rng(4).uniform(-0.3, 0.3, (6000, 2)).astype(np.float32)
-  stems = Separator(models["M5"], frame_seconds=0.1, jit_compile=False).separate(song, 8000)
+  stems = Separator(models["M5"], window_seconds=0.1, jit_compile=False).separate(song, 8000)
   np.testing.assert_allclose(stems["accompaniment"] + stems["vocals"], song, atol=1e-5)
 
 
 def test_mono_input_into_a_stereo_model_is_duplicated_and_averaged_back(models):
   mono = np.random.default_rng(5).uniform(-0.3, 0.3, (3000, 1)).astype(np.float32)
-  separator = Separator(models["M5"], frame_seconds=0.2, jit_compile=False)
+  separator = Separator(models["M5"], window_seconds=0.2, jit_compile=False)
   from_mono = separator.separate(mono, 8000)
   from_stereo = separator.separate(np.repeat(mono, 2, axis=1), 8000)
   for source in from_mono:
@@ -99,7 +99,7 @@ def test_bad_waveforms_raise_one_line_errors_naming_them(models, waveform, messa
 
 def test_progress_reports_every_frame(models):
   calls = []
-  Separator(models["M5"], frame_seconds=0.05, batch_size=2, jit_compile=False).separate(
+  Separator(models["M5"], window_seconds=0.05, batch_size=2, jit_compile=False).separate(
       np.full((2000, 2), 0.1, np.float32), 8000, progress=lambda done, total: calls.append((done, total)))
   assert calls[-1][0] == calls[-1][1] and len(calls) == -(-calls[-1][1] // 2)
 
@@ -119,7 +119,7 @@ class FixedFramesRunner:
 
 def test_a_fixed_frame_forward_pass_plugs_in(models):
   model = models["M5"]
-  input_frames, _ = wut.config.sizes_for_bottleneck(model.wave_unet_config, 20)
+  input_frames, _ = wut.sizes.sizes_for_bottleneck(model.wave_unet_config, 20)
   runner = FixedFramesRunner(model, input_frames)
   song = np.random.default_rng(6).uniform(-0.5, 0.5, (3001, 2)).astype(np.float32)
   estimates = Separator(runner).separate_at_model_rate(song)
@@ -130,7 +130,7 @@ def test_a_fixed_frame_forward_pass_plugs_in(models):
 
 
 def test_separator_loads_a_model_file(tmp_path, models):
-  from wave_unet_tf.model.loading import save_model
+  from wave_unet_tf.model.saving import save_model
   path = save_model(models["M5"], str(tmp_path / "tiny.keras"))
   stems = wut.Separator(path).separate(np.full((500, 2), 0.1, np.float32), 8000)
   assert set(stems) == {"accompaniment", "vocals"}

@@ -114,8 +114,8 @@ def test_same_padding_models_run_the_keras_graph():
 def test_separator_uses_the_polyphase_graph_unless_asked_not_to():
   model = randomised(wut.build_model(tiny_config()))
   song = np.random.default_rng(2).uniform(-0.5, 0.5, (3001, 2)).astype(np.float32)
-  fast = Separator(model, frame_seconds=0.1)
-  plain = Separator(model, frame_seconds=0.1)
+  fast = Separator(model, window_seconds=0.1)
+  plain = Separator(model, window_seconds=0.1)
   plain.forward_pass = KerasForwardPass(model, polyphase=False)
   assert fast.forward_pass.polyphase and not plain.forward_pass.polyphase
   a, b = fast.separate(song, 8000), plain.separate(song, 8000)

@@ -10,14 +10,15 @@ import importlib.abc
 import importlib.util
 import sys
 
-from wave_unet_tf.config import Config, get_preset, io_sizes, preset_names
+from wave_unet_tf.config import Config, get_preset, preset_names
+from wave_unet_tf.sizes import io_sizes
 
 __version__ = "0.1.0"
 
 # TensorFlow-heavy names load on first use, so `import wave_unet_tf` (and every `--help`) stays instant.
 _LAZY = {
     "build_model": "wave_unet_tf.model.wave_unet",
-    "load_model": "wave_unet_tf.model.loading",
+    "load_model": "wave_unet_tf.model_sources",
     "convert_tf1_checkpoint": "wave_unet_tf.conversion.tf1_checkpoint",
     "Separator": "wave_unet_tf.separation.separator",
 }
@@ -29,7 +30,7 @@ def __getattr__(name):
   raise AttributeError(f"module 'wave_unet_tf' has no attribute {name!r}")
 
 
-_KERAS_OBJECTS = "wave_unet_tf.model.loading"
+_KERAS_OBJECTS = "wave_unet_tf.model.wave_unet"
 
 
 class _RegisterWithKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -6,8 +6,9 @@ Presets are the paper's models, reachable by paper name (``M5-HighSR``) or by th
 
 import dataclasses
 import json
-import math
 from typing import Any, Mapping, Tuple
+
+from wave_unet_tf import sizes
 
 UPSAMPLING_MODES = ("linear", "learned")
 OUTPUT_TYPES = ("direct", "difference")
@@ -203,64 +204,10 @@ def _validate(c: Config) -> None:
   require(0 < c.amplify_min <= c.amplify_max, "amplify_min", "need 0 < amplify_min <= amplify_max")
   if c.context:
     # The bottleneck must keep at least two samples (the original asserts the same).
-    require(_bottleneck_frames(c, c.num_frames) >= 2, "num_frames", "too small for this many layers")
+    require(sizes.bottleneck_frames(c, c.num_frames) >= 2, "num_frames", "too small for this many layers")
   else:
     require(c.num_frames % (2 ** c.num_layers) == 0, "num_frames",
             f"must be a multiple of 2**num_layers = {2 ** c.num_layers} without context")
-
-
-def _bottleneck_frames(config: Config, output_frames: int) -> int:
-  """Smallest bottleneck length whose output covers ``output_frames`` (the original's ``get_padding``)."""
-  rem = float(output_frames) - config.output_filter_size + 1
-  for _ in range(config.num_layers):
-    rem = (rem + config.merge_filter_size - 1 + 1.0) / 2.0
-  return int(math.ceil(rem))
-
-
-def sizes_for_bottleneck(config: Config, bottleneck_frames: int, first_filter_size: int = None) -> Tuple[int, int]:
-  """(input_frames, output_frames) of a context model whose bottleneck has ``bottleneck_frames`` samples.
-
-  Both grow by ``2**num_layers`` per bottleneck sample, so ``input - output`` (the context) is constant.
-  ``first_filter_size`` is the first convolution's kernel: the model's ``filter_size`` by default; the
-  original's size computation assumed ``input_filter_size`` there.
-  """
-  first_filter_size = config.filter_size if first_filter_size is None else first_filter_size
-  input_frames = output_frames = bottleneck_frames
-  input_frames += config.filter_size - 1
-  for i in range(config.num_layers):
-    output_frames = 2 * output_frames - 1 - config.merge_filter_size + 1
-    kernel = first_filter_size if i == config.num_layers - 1 else config.filter_size
-    input_frames = 2 * input_frames - 1 + kernel - 1
-  output_frames -= config.output_filter_size - 1
-  return input_frames, output_frames
-
-
-def io_sizes(config: Config, output_frames: int = None) -> Tuple[int, int]:
-  """(input_frames, output_frames) for a requested output length, as the original's ``get_padding``.
-
-  With context the request is rounded up to the next size the valid convolutions allow; without context
-  input and output are equal.
-
-  >>> io_sizes(get_preset("M5-HighSR"), 16384)
-  (147443, 16389)
-  """
-  output_frames = config.num_frames if output_frames is None else int(output_frames)
-  if output_frames < 1:
-    raise ValueError(f"output_frames={output_frames}: must be positive")
-  if not config.context:
-    return output_frames, output_frames
-  bottleneck = _bottleneck_frames(config, output_frames)
-  if bottleneck < 2:
-    raise ValueError(f"output_frames={output_frames}: too small for {config.num_layers} layers")
-  return sizes_for_bottleneck(config, bottleneck, first_filter_size=config.input_filter_size)
-
-
-def context_frames(config: Config) -> int:
-  """Input frames beyond the output, split evenly before and after it (0 without context)."""
-  if not config.context:
-    return 0
-  input_frames, output_frames = sizes_for_bottleneck(config, 2)
-  return input_frames - output_frames
 
 
 _PAPER_PRESETS = {

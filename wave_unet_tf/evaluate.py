@@ -20,8 +20,9 @@ flags.DEFINE_string("output_dir", "evaluation", "Where the per-track JSON and th
 flags.DEFINE_integer("jobs", 1, "Processes scoring tracks in parallel.", lower_bound=1)
 flags.DEFINE_bool("baseline", False, "Also score the mixture as every source's estimate.")
 flags.DEFINE_list("tracks", None, "Only these track names.")
-flags.DEFINE_float("frame_seconds", None, "Output audio per forward pass (default: the separator's).")
-flags.DEFINE_integer("batch_size", None, "Frames per forward pass (default: the separator's).", lower_bound=1)
+flags.DEFINE_float("window_seconds", None, "Output audio per forward pass (default: the separator's).")
+flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
+flags.DEFINE_integer("batch_size", None, "Windows per forward pass (default: the separator's).", lower_bound=1)
 flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
                     "between runs ('' for none).")
 flags.mark_flags_as_required(["model", "musdb_root"])
@@ -42,7 +43,7 @@ def main(argv):
   open_tracks(FLAGS.musdb_root, FLAGS.subset, FLAGS.split, FLAGS.is_wav, FLAGS.tracks)
   evaluate(FLAGS.model, FLAGS.musdb_root, subset=FLAGS.subset, output_dir=FLAGS.output_dir, split=FLAGS.split,
            is_wav=FLAGS.is_wav, jobs=FLAGS.jobs, baseline=FLAGS.baseline, track_names=FLAGS.tracks,
-           frame_seconds=FLAGS.frame_seconds, batch_size=FLAGS.batch_size)
+           window_seconds=FLAGS.window_seconds, batch_size=FLAGS.batch_size)
 
 
 def run():

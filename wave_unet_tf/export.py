@@ -16,7 +16,8 @@ flags.DEFINE_string("saved_model_dir", None, "Write a SavedModel here (TF Servin
 flags.DEFINE_string("tflite", None, "Write a TFLite model of the fixed-frame forward pass to this .tflite path.")
 flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic"],
                   "TFLite weights: float32, float16, or dynamic-range int8.")
-flags.DEFINE_float("frame_seconds", None, "Output seconds per frame (default: the training frame).")
+flags.DEFINE_float("window_seconds", None, "Output seconds per exported window (default: the training window).")
+flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
 flags.DEFINE_boolean("overwrite", False, "Replace existing outputs.")
 flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
@@ -36,14 +37,14 @@ def main(argv):
       raise cli.UsageError(f"--tflite={FLAGS.tflite}: its folder does not exist")
   cli.quiet_tensorflow()
   from wave_unet_tf.deploy import saved_model, tflite
-  from wave_unet_tf.model.loading import load_model, NotAModelError
+  from wave_unet_tf.model_sources import load_model, NotAModelError
   from wave_unet_tf.model.wave_unet import WaveUNet
 
   model = load_model(FLAGS.model)
   if not isinstance(model, WaveUNet):
     raise NotAModelError(f"--model={FLAGS.model}: export needs a .keras model or a training --model_dir")
   if FLAGS.saved_model_dir:
-    plan = saved_model.export_saved_model(model, FLAGS.saved_model_dir, FLAGS.frame_seconds,
+    plan = saved_model.export_saved_model(model, FLAGS.saved_model_dir, FLAGS.window_seconds,
                                           overwrite=FLAGS.overwrite)
     print(f"wrote SavedModel {FLAGS.saved_model_dir}: serving_default [batch, {plan.input_frames}, "
           f"{model.wave_unet_config.num_channels}] -> [batch, {plan.output_frames}, ...]; separate [samples, "
@@ -51,7 +52,7 @@ def main(argv):
   if FLAGS.tflite:
     with tempfile.TemporaryDirectory() as scratch:
       fixed = os.path.join(scratch, "fixed")
-      saved_model.export_saved_model(model, fixed, FLAGS.frame_seconds, batch_size=1)
+      saved_model.export_saved_model(model, fixed, FLAGS.window_seconds, batch_size=1)
       tflite.convert_saved_model(fixed, FLAGS.tflite, FLAGS.quantize)
     print(f"wrote {FLAGS.tflite} ({FLAGS.quantize}, {os.path.getsize(FLAGS.tflite) / 1e6:.1f} MB)")
 

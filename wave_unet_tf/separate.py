@@ -14,16 +14,17 @@ import time
 from absl import flags
 
 from wave_unet_tf import cli
-from wave_unet_tf.separation.separator import DEFAULT_BATCH_SIZE, DEFAULT_FRAME_SECONDS
+from wave_unet_tf.separation.separator import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW_SECONDS
 
 CODECS = ("wav", "flac", "ogg", "mp3")
 
 flags.DEFINE_string("model", None, "A .keras file, a SavedModel folder, a .tflite file or a training --model_dir.")
 flags.DEFINE_string("output_dir", "separated", "Where to write <input stem>/<source>.<codec>.")
 flags.DEFINE_enum("codec", "wav", CODECS, "Output format (wav is 32-bit float; flac 16-bit).")
-flags.DEFINE_float("frame_seconds", DEFAULT_FRAME_SECONDS, "Output audio per forward pass, in seconds. Changes speed and memory, "
+flags.DEFINE_float("window_seconds", DEFAULT_WINDOW_SECONDS, "Output audio per forward pass, in seconds. Changes speed and memory, "
                    "not the result.")
-flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Frames per forward pass.", lower_bound=1)
+flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
+flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Windows per forward pass.", lower_bound=1)
 flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA (faster on CPU and GPU).")
 flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
                     "between runs ('' for none).")
@@ -85,8 +86,8 @@ def main(argv):
   inputs = argv[1:]
   if not inputs:
     raise cli.UsageError("give one or more audio files to separate")
-  if FLAGS.frame_seconds <= 0:
-    raise cli.UsageError(f"--frame_seconds={FLAGS.frame_seconds}: must be positive")
+  if FLAGS.window_seconds <= 0:
+    raise cli.UsageError(f"--window_seconds={FLAGS.window_seconds}: must be positive")
   _writable_folder(FLAGS.output_dir)
   cli.quiet_tensorflow()
   cli.reuse_host_memory()
@@ -94,7 +95,7 @@ def main(argv):
     cli.use_compile_cache(FLAGS.compile_cache)
   from wave_unet_tf.audio import AudioError
   from wave_unet_tf.separation import Separator
-  separator = Separator(FLAGS.model, frame_seconds=FLAGS.frame_seconds, batch_size=FLAGS.batch_size,
+  separator = Separator(FLAGS.model, window_seconds=FLAGS.window_seconds, batch_size=FLAGS.batch_size,
                         jit_compile=FLAGS.jit_compile)
 
   failures = []

@@ -12,6 +12,7 @@ from typing import List, Tuple, Union
 import numpy as np
 
 from wave_unet_tf.config import Config, get_preset, PRESETS, ORIGINAL_NAMES
+from wave_unet_tf.model.structure import structure
 
 SCOPE = "separator/"
 
@@ -21,38 +22,31 @@ class CheckpointMismatchError(ValueError):
 
 
 def original_variables(config: Config) -> List[Tuple[str, Tuple[int, ...], str]]:
-  """``(original name, shape, keras weight)`` for every trainable variable, in the original's creation order.
+  """``(original name, shape, keras weight)`` for every trainable variable, in the original's creation order:
+  the down convolutions, the bottleneck, per up level its interpolation weight (learned upsampling) and
+  merge convolution, then the output convolutions (`wave_unet_tf.model.structure`).
 
   The keras weight is named ``<layer>/<kernel|bias|interp>``, with ``outputs/<source>_conv/...`` for the
   output convolutions.
   """
+  network = structure(config)
   variables = []
-  convs = 0
 
-  def conv(kernel_size, in_features, filters, layer):
-    nonlocal convs
-    name = SCOPE + ("conv1d" if convs == 0 else f"conv1d_{convs}")
-    convs += 1
-    variables.append((f"{name}/kernel", (kernel_size, in_features, filters), f"{layer}/kernel"))
-    variables.append((f"{name}/bias", (filters,), f"{layer}/bias"))
+  def conv(c):
+    index = sum(name.endswith("/kernel") for name, _, _ in variables)
+    name = SCOPE + ("conv1d" if index == 0 else f"conv1d_{index}")
+    variables.append((f"{name}/kernel", (c.kernel_size, c.in_features, c.filters), f"{c.layer}/kernel"))
+    variables.append((f"{name}/bias", (c.filters,), f"{c.layer}/bias"))
 
-  filters = lambda level: config.num_initial_filters * (level + 1)
-  features = config.num_channels
-  for i in range(config.num_layers):
-    conv(config.filter_size, features, filters(i), f"down_conv_{i}")
-    features = filters(i)
-  conv(config.filter_size, features, filters(config.num_layers), "bottleneck_conv")
-  features = filters(config.num_layers)
-  for i in range(config.num_layers):
-    if config.upsampling == "learned":
-      variables.append((f"{SCOPE}interp_{i}", (features,), f"interp_{i}/interp"))
-    skip_features = filters(config.num_layers - i - 1)
-    conv(config.merge_filter_size, skip_features + features, skip_features, f"up_conv_{i}")
-    features = skip_features
-  estimated = config.source_names[:-1] if config.output_type == "difference" else config.source_names
-  for source in estimated:
-    conv(config.output_filter_size, config.num_channels + features, config.num_channels,
-         f"outputs/{source}_conv")
+  for level in network.levels:
+    conv(level.down_conv)
+  conv(network.bottleneck)
+  for up, level in enumerate(network.up_path):
+    if level.learned_upsampling:
+      variables.append((f"{SCOPE}interp_{up}", (level.upsampled_features,), f"{level.upsample}/interp"))
+    conv(level.up_conv)
+  for output in network.output_convs:
+    conv(output)
   return variables
 
 
@@ -147,6 +141,6 @@ def convert_tf1_checkpoint(checkpoint: str, config: Union[Config, str], output: 
   for name, _, keras_name in original_variables(config):
     weights[keras_name].assign(values[name])
   if output:
-    from wave_unet_tf.model.loading import save_model
+    from wave_unet_tf.model.saving import save_model
     save_model(model, output)
   return model

@@ -20,7 +20,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from wave_unet_tf.config import Config, io_sizes
+from wave_unet_tf.config import Config
+from wave_unet_tf.sizes import io_sizes
 from wave_unet_tf.data import cache
 from wave_unet_tf.data.excerpts import ExcerptSampler, assemble, read_windows, validation_tiles
 from wave_unet_tf.data.tracks import Track

@@ -17,14 +17,15 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from wave_unet_tf.config import Config, io_sizes
-from wave_unet_tf.separation import framing
+from wave_unet_tf.config import Config
+from wave_unet_tf.sizes import io_sizes
+from wave_unet_tf.separation import windows
 
 CONFIG_ASSET = "wave_unet_config.json"
 
 
-def _separate_fn(model, plan: framing.FramePlan):
-  """`framing.FramePlan` in graph ops: zeros, the song, zeros; frames on the grid; kept outputs tiled."""
+def _separate_fn(model, plan: windows.WindowPlan):
+  """`windows.WindowPlan` in graph ops: zeros, the song, zeros; frames on the grid; kept outputs tiled."""
   config = model.wave_unet_config
 
   def one_frame(window):
@@ -44,17 +45,17 @@ def _separate_fn(model, plan: framing.FramePlan):
   return separate
 
 
-def fixed_frame_plan(config: Config, frame_seconds: float = None) -> framing.FramePlan:
-  """The frame of a fixed-shape export: ``frame_seconds`` of output, or else the training frame (`io_sizes`)."""
+def fixed_window_plan(config: Config, window_seconds: float = None) -> windows.WindowPlan:
+  """The frame of a fixed-shape export: ``window_seconds`` of output, or else the training frame (`io_sizes`)."""
   # A nominal long song: the frame sizes do not depend on its length.
-  if frame_seconds is None:
+  if window_seconds is None:
     input_frames, output_frames = io_sizes(config)
-    return framing.plan_frames(config, song_frames=10 * output_frames, input_frames=input_frames)
-  output_frames = max(1, round(frame_seconds * config.sample_rate))
-  return framing.plan_frames(config, song_frames=10 * output_frames, output_frames=output_frames)
+    return windows.plan_windows(config, song_frames=10 * output_frames, input_frames=input_frames)
+  output_frames = max(1, round(window_seconds * config.sample_rate))
+  return windows.plan_windows(config, song_frames=10 * output_frames, output_frames=output_frames)
 
 
-def frame_info(config: Config, plan: framing.FramePlan) -> dict:
+def window_info(config: Config, plan: windows.WindowPlan) -> dict:
   """What a client needs to tile a song itself: frame k reads song samples from ``k * stride -
   context_before`` (zeros outside the song) and its outputs ``[keep_offset, keep_offset + stride)`` are song
   samples ``[k * stride, (k + 1) * stride)``."""
@@ -62,18 +63,18 @@ def frame_info(config: Config, plan: framing.FramePlan) -> dict:
           "stride": plan.stride, "context_before": plan.context_before, "keep_offset": plan.keep_offset}
 
 
-def export_saved_model(model, directory: str, frame_seconds: float = None, batch_size: int = None,
-                       overwrite: bool = False, separate_frame_seconds: float = 10.0) -> framing.FramePlan:
+def export_saved_model(model, directory: str, window_seconds: float = None, batch_size: int = None,
+                       overwrite: bool = False, separate_window_seconds: float = 10.0) -> windows.WindowPlan:
   """Writes ``model`` as a SavedModel with the ``serving_default`` and ``separate`` signatures.
 
   Args:
     model: a `WaveUNet`.
     directory: the SavedModel folder; written beside it under a temporary name and renamed, so an
       interrupted export leaves no half-written model in its place.
-    frame_seconds: output seconds per ``serving_default`` frame; default: the training frame (`io_sizes`).
+    window_seconds: output seconds per ``serving_default`` frame; default: the training frame (`io_sizes`).
     batch_size: fix ``serving_default``'s batch dimension (TFLite needs 1); None keeps it free.
     overwrite: replace an existing ``directory``.
-    separate_frame_seconds: output seconds per forward pass inside ``separate`` (long frames are faster).
+    separate_window_seconds: output seconds per forward pass inside ``separate`` (long frames are faster).
 
   Returns:
     The ``serving_default`` frame plan.
@@ -85,8 +86,8 @@ def export_saved_model(model, directory: str, frame_seconds: float = None, batch
   parent = os.path.dirname(directory)
   if not os.path.isdir(parent):
     raise NotADirectoryError(f"{directory}: parent folder {parent} does not exist")
-  plan = fixed_frame_plan(config, frame_seconds)
-  separate_plan = fixed_frame_plan(config, separate_frame_seconds)
+  plan = fixed_window_plan(config, window_seconds)
+  separate_plan = fixed_window_plan(config, separate_window_seconds)
   channels = config.num_channels
   # Keras' ExportArchive tracks the endpoints' variables so TFLite can freeze them (a plain tf.Module keeps
   # READ_VARIABLE ops, which LiteRT cannot run); tracking the model as well would store every weight twice.
@@ -101,7 +102,7 @@ def export_saved_model(model, directory: str, frame_seconds: float = None, batch
     archive.write_out(exported, verbose=False)
     os.makedirs(os.path.join(exported, "assets"), exist_ok=True)
     with open(os.path.join(exported, "assets", CONFIG_ASSET), "w") as f:
-      json.dump(frame_info(config, plan), f, indent=2)
+      json.dump(window_info(config, plan), f, indent=2)
     if os.path.exists(directory):
       shutil.rmtree(directory)
     os.replace(exported, directory)
@@ -110,7 +111,7 @@ def export_saved_model(model, directory: str, frame_seconds: float = None, batch
   return plan
 
 
-class SavedModelRunner:
+class SavedModelForwardPass:
   """A loaded SavedModel's ``serving_default`` as a `wave_unet_tf.separation.forward.ForwardPass`:
   ``mix [batch, input_frames, channels]`` -> ``{source: [batch, output_frames, channels]}``."""
 
@@ -132,6 +133,3 @@ class SavedModelRunner:
   def forward(self, mix):
     return {s: v.numpy() for s, v in self._forward(mix=tf.convert_to_tensor(mix, tf.float32)).items()}
 
-
-def load_saved_model(directory: str) -> SavedModelRunner:
-  return SavedModelRunner(directory)

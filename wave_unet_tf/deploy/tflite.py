@@ -80,7 +80,7 @@ def _interpreter_class():
   return Interpreter
 
 
-class TFLiteModel:
+class TFLiteForwardPass:
   """An exported ``.tflite`` model as a `wave_unet_tf.separation.forward.ForwardPass`: one fixed-size frame
   ``[1, input_frames, channels]`` per call, so `Separator` separates whole songs with it.
 

@@ -13,7 +13,7 @@ MODEL = "model"
 
 def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_dir: str = "evaluation",
              split: Optional[str] = None, is_wav: bool = False, jobs: int = 1, baseline: bool = False,
-             track_names: Optional[Sequence[str]] = None, frame_seconds: Optional[float] = None,
+             track_names: Optional[Sequence[str]] = None, window_seconds: Optional[float] = None,
              batch_size: Optional[int] = None, progress: bool = True, log=print) -> dict:
   """Separates every track of a MUSDB subset and scores it with museval (BSS Eval v4, 1 s windows).
 
@@ -29,7 +29,7 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
     jobs: processes scoring in parallel (museval is the slow part); separation runs in this process.
     baseline: also score the mixture as every source's estimate.
     track_names: only these tracks.
-    frame_seconds, batch_size: for a `Separator` built here.
+    window_seconds, batch_size: for a `Separator` built here.
 
   Returns:
     ``{"methods": {"model": S, "mixture_baseline": S}, "tracks": [...], ...}`` where ``S`` is
@@ -38,7 +38,7 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
   if jobs < 1:
     raise ValueError(f"jobs={jobs}: must be at least 1")
   track_list = musdb_tracks.open_tracks(musdb_root, subset, split, is_wav, track_names)
-  separator = _as_separator(model_or_separator, frame_seconds, batch_size)
+  separator = _as_separator(model_or_separator, window_seconds, batch_size)
   sources = separator.source_names
   musdb_tracks.check_sources(track_list[0], sources)
   os.makedirs(output_dir, exist_ok=True)
@@ -71,11 +71,11 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
   return {**extra, "metrics": list(summary.METRICS), "methods": by_method}
 
 
-def _as_separator(model_or_separator, frame_seconds, batch_size):
+def _as_separator(model_or_separator, window_seconds, batch_size):
   from wave_unet_tf.separation import Separator
   if isinstance(model_or_separator, Separator):
     return model_or_separator
-  options = {k: v for k, v in dict(frame_seconds=frame_seconds, batch_size=batch_size).items() if v}
+  options = {k: v for k, v in dict(window_seconds=window_seconds, batch_size=batch_size).items() if v}
   return Separator(model_or_separator, **options)
 
 

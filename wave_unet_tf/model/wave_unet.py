@@ -3,40 +3,38 @@
 import keras
 
 from wave_unet_tf.config import Config
-from wave_unet_tf.model import layers
+from wave_unet_tf.model import layers, structure
 
 
-def _conv(filters, kernel_size, padding, name):
+def _conv(conv: structure.Conv, padding):
   # Keras' leaky_relu has the original's slope 0.2 by default: max(0.2 x, x).
-  return keras.layers.Conv1D(filters, kernel_size, padding=padding, activation="leaky_relu", name=name)
+  return keras.layers.Conv1D(conv.filters, conv.kernel_size, padding=padding, activation="leaky_relu",
+                             name=conv.layer)
 
 
 def _graph(config: Config):
   padding = config.padding
-  filters = lambda level: config.num_initial_filters * (level + 1)
+  network = structure.structure(config)
   mix = keras.Input(shape=(None, config.num_channels), name="mix")
 
-  skips = []
+  skips = {}
   x = mix
-  for i in range(config.num_layers):
-    x = _conv(filters(i), config.filter_size, padding, f"down_conv_{i}")(x)
-    skips.append(x)
-    x = layers.Decimate(name=f"decimate_{i}")(x)
-  x = _conv(filters(config.num_layers), config.filter_size, padding, "bottleneck_conv")(x)
+  for level in network.levels:
+    x = skips[level.index] = _conv(level.down_conv, padding)(x)
+    x = layers.Decimate(name=level.decimate)(x)
+  x = _conv(network.bottleneck, padding)(x)
 
-  for i in range(config.num_layers):
-    if config.upsampling == "learned":
-      x = layers.LearnedUpsample(padding, name=f"interp_{i}")(x)
-    else:
-      x = layers.LinearUpsample(padding, name=f"upsample_{i}")(x)
-    x = layers.CropConcat(name=f"crop_concat_{i}")([skips[-i - 1], x])
-    x = _conv(filters(config.num_layers - i - 1), config.merge_filter_size, padding, f"up_conv_{i}")(x)
+  for level in network.up_path:
+    upsample = layers.LearnedUpsample if level.learned_upsampling else layers.LinearUpsample
+    x = upsample(padding, name=level.upsample)(x)
+    x = layers.CropConcat(name=level.crop_concat)([skips[level.index], x])
+    x = _conv(level.up_conv, padding)(x)
 
-  x = layers.CropConcat(name="crop_concat_mix")([mix, x])
+  x = layers.CropConcat(name=network.crop_concat_mix)([mix, x])
   # float32 even under a mixed-precision policy: outputs and loss stay full precision.
   sources = layers.SourceOutputs(config.source_names, config.num_channels, config.output_type,
                                  config.output_activation, config.output_filter_size, padding,
-                                 dtype="float32", name="outputs")([x, mix])
+                                 dtype="float32", name=network.outputs)([x, mix])
   outputs = {source: keras.layers.Identity(name=source, dtype="float32")(tensor)
              for source, tensor in zip(config.source_names, sources)}
   return mix, outputs
@@ -51,9 +49,7 @@ class WaveUNet(keras.Model):
   ``training=False`` for inference (the clipping of ``linear`` and ``difference`` outputs), ``training=True``
   for the training graph.
 
-  Layers are named so that their creation order is the original's variable order: ``down_conv_<i>``,
-  ``bottleneck_conv``, then per up level ``interp_<i>`` (learned upsampling) and ``up_conv_<i>``, then the
-  output convolutions ``<source>_conv`` inside ``outputs``.
+  Its layers are those of `structure` (``model.structure``), created in the original's variable order.
   """
 
   def __init__(self, config, name="wave_unet", **kwargs):
@@ -62,6 +58,11 @@ class WaveUNet(keras.Model):
     mix, outputs = _graph(config)
     super().__init__(mix, outputs, name=name, **kwargs)
     self.wave_unet_config = config
+
+  @property
+  def structure(self) -> structure.Structure:
+    """The network's levels, bottleneck and outputs, with the names of the layers that hold them."""
+    return structure.structure(self.wave_unet_config)
 
   def get_config(self):
     return {"name": self.name, "config": self.wave_unet_config.to_dict()}

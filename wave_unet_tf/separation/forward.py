@@ -8,7 +8,7 @@ Any object with these attributes plugs into `Separator` (a SavedModel or TFLite 
     forward(mix) -> {source: array}   # mix float32 [batch, input_frames, channels] ->
                                       #   {source: float32 [batch, output_frames, channels]}, inference mode
 
-``output_frames`` follows from ``input_frames`` and the config (`wave_unet_tf.separation.framing`).
+``output_frames`` follows from ``input_frames`` and the config (`wave_unet_tf.separation.windows`).
 """
 
 import functools
@@ -72,7 +72,7 @@ def as_forward_pass(model_or_path, jit_compile: bool = True) -> ForwardPass:
   that already implements the protocol."""
   model = model_or_path
   if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-    from wave_unet_tf.model.loading import load_model
+    from wave_unet_tf.model_sources import load_model
     model = load_model(model)
   if hasattr(model, "wave_unet_config") and not hasattr(model, "forward"):
     return KerasForwardPass(model, jit_compile=jit_compile)

@@ -86,28 +86,28 @@ def _up_block(x, skip, conv, keep):
 def forward(model, mix):
   """``model``'s inference-mode outputs for ``mix`` ``[batch, frames, channels]``: ``{source: tensor}``.
 
-  The down path, the bottleneck and the outputs are the model's own layers; only the up blocks are
-  rewritten."""
+  Walks ``model.structure``: the down path, the bottleneck and the outputs are the model's own layers;
+  only the up blocks are rewritten."""
   config = model.wave_unet_config
   if not supports(config):
     raise ValueError("polyphase forward needs a context model (valid convolutions); this one has context=False")
+  network = model.structure
   layer = model.get_layer
 
-  skips = []
+  skips = {}
   x = mix
-  for i in range(config.num_layers):
-    x = layer(f"down_conv_{i}")(x)
-    skips.append(x)
-    x = layer(f"decimate_{i}")(x)
-  x = layer("bottleneck_conv")(x)
+  for level in network.levels:
+    x = skips[level.index] = layer(level.down_conv.layer)(x)
+    x = layer(level.decimate)(x)
+  x = layer(network.bottleneck.layer)(x)
 
-  for i in range(config.num_layers):
-    if config.upsampling == "learned":
-      keep = tf.sigmoid(layer(f"interp_{i}").interp)
+  for level in network.up_path:
+    if level.learned_upsampling:
+      keep = tf.sigmoid(layer(level.upsample).interp)
     else:
-      keep = tf.fill([x.shape[-1]], 0.5)
-    x = _up_block(x, skips[-i - 1], layer(f"up_conv_{i}"), keep)
+      keep = tf.fill([level.upsampled_features], 0.5)
+    x = _up_block(x, skips[level.index], layer(level.up_conv.layer), keep)
 
-  features = layer("crop_concat_mix")([mix, x])
-  estimates = layer("outputs")([features, mix], training=False)
+  features = layer(network.crop_concat_mix)([mix, x])
+  estimates = layer(network.outputs)([features, mix], training=False)
   return dict(zip(config.source_names, estimates))

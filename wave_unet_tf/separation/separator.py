@@ -5,13 +5,13 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from wave_unet_tf import audio
-from wave_unet_tf.separation import framing
+from wave_unet_tf.separation import windows
 from wave_unet_tf.separation.forward import ForwardPass, as_forward_pass
 
 # Most output seconds per forward pass. Larger frames waste less compute on context (each frame also reads
 # ~3 s of context at 44.1 kHz) but hold more activations: with M5-HighSR, 30 s frames separate ~5 % faster
 # than 15 s and ~20 % faster than 10 s, and hold ~1 GiB of activations (benchmarks/separate.py).
-DEFAULT_FRAME_SECONDS = 30.0
+DEFAULT_WINDOW_SECONDS = 30.0
 DEFAULT_BATCH_SIZE = 1
 
 
@@ -20,7 +20,7 @@ class Separator:
 
   Args:
     model_or_path: a `WaveUNet`, a path `wave_unet_tf.load_model` reads, or any `ForwardPass`.
-    frame_seconds: output audio per forward pass, in seconds at the model's rate. The result does not
+    window_seconds: output audio per forward pass, in seconds at the model's rate. The result does not
       depend on it (beyond float rounding); speed and memory do.
     batch_size: frames per forward pass.
     jit_compile: compile Keras models with XLA.
@@ -29,25 +29,25 @@ class Separator:
   >>> stems = sep.separate(waveform, 44100)   # [samples, channels] -> {source: [samples, channels]}
   """
 
-  def __init__(self, model_or_path, frame_seconds: float = DEFAULT_FRAME_SECONDS,
+  def __init__(self, model_or_path, window_seconds: float = DEFAULT_WINDOW_SECONDS,
                batch_size: int = DEFAULT_BATCH_SIZE, jit_compile: bool = True):
-    if not frame_seconds or frame_seconds <= 0:
-      raise ValueError(f"frame_seconds={frame_seconds}: must be positive")
+    if not window_seconds or window_seconds <= 0:
+      raise ValueError(f"window_seconds={window_seconds}: must be positive")
     if batch_size < 1:
       raise ValueError(f"batch_size={batch_size}: must be a positive integer")
     self.forward_pass: ForwardPass = as_forward_pass(model_or_path, jit_compile=jit_compile)
     self.config = self.forward_pass.config
-    self.frame_seconds = float(frame_seconds)
+    self.window_seconds = float(window_seconds)
     self.batch_size = self.forward_pass.batch_size or int(batch_size)
 
   @property
   def source_names(self):
     return self.config.source_names
 
-  def plan(self, song_frames: int) -> framing.FramePlan:
+  def plan(self, song_frames: int) -> windows.WindowPlan:
     """The frames for a song of ``song_frames`` samples at the model's rate."""
-    return framing.plan_frames(self.config, song_frames,
-                               output_frames=round(self.frame_seconds * self.config.sample_rate),
+    return windows.plan_windows(self.config, song_frames,
+                               output_frames=round(self.window_seconds * self.config.sample_rate),
                                input_frames=self.forward_pass.input_frames)
 
   def separate(self, waveform: np.ndarray, sample_rate: int, name: str = "waveform",
@@ -105,7 +105,7 @@ class Separator:
         plan.scatter(np.asarray(outputs[source]), frames, estimates[source])
       done += len(frames)
       if progress:
-        progress(done, plan.num_frames)
+        progress(done, plan.num_windows)
     return estimates
 
 

@@ -21,7 +21,8 @@ import tqdm
 
 from wave_unet_tf.config import Config
 from wave_unet_tf.data import pipeline, tracks as track_finder
-from wave_unet_tf.model.loading import save_model, BEST_MODEL
+from wave_unet_tf.model.saving import save_model
+from wave_unet_tf.model_sources import BEST_MODEL
 from wave_unet_tf.model.wave_unet import build_model
 from wave_unet_tf.training import run_folder, step as steps
 from wave_unet_tf.training.strategy import is_chief, worker_id
