@@ -21,7 +21,7 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_string("preset", "M5-HighSR", "Model preset.")
 flags.DEFINE_float("window_seconds", 10.0, "Output seconds per exported frame.")
 flags.DEFINE_float("song_seconds", 30.0, "Length of the timed song.")
-flags.DEFINE_string("song", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures",
+flags.DEFINE_string("song", os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures",
                                          "musdb18_sample", "MUSDB18-7-SAMPLE", "train",
                                          "Music Delta - 80s Rock.stem.mp4"), "A real song (first stream).")
 FLAGS = flags.FLAGS

@@ -28,7 +28,7 @@ flags.DEFINE_integer("warmup_batches", 10, "Batches read before timing starts.")
 flags.DEFINE_integer("num_parallel_calls", None, "Batches assembled at once (default: the pipeline's).")
 FLAGS = flags.FLAGS
 
-STEM_FIXTURE = (pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "musdb18_sample" /
+STEM_FIXTURE = (pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "musdb18_sample" /
                 "MUSDB18-7-SAMPLE")
 
 

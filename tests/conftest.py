@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="wave_unet_tf_tests_")
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
-FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
+FIXTURES = PROJECT_ROOT / "tests" / "fixtures"
 ORIGINAL_TF1 = FIXTURES / "original_tf1"
 MUSDB_SAMPLE = FIXTURES / "musdb18_sample" / "MUSDB18-7-SAMPLE"
 

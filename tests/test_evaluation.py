@@ -15,7 +15,7 @@ from wave_unet_tf.evaluation import MIXTURE_BASELINE, POOLED, TRACK_MEDIANS, eva
 from wave_unet_tf.separation import Separator
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
-MUSDB_SAMPLE = PROJECT_ROOT.parent / "shared" / "fixtures" / "musdb18_sample" / "MUSDB18-7-SAMPLE"
+from conftest import MUSDB_SAMPLE
 STEMS = ("bass", "drums", "other", "vocals")
 
 
