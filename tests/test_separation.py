@@ -5,7 +5,7 @@ import pytest
 
 import wave_unet_tf as wut
 from wave_unet_tf import audio
-from wave_unet_tf.separation import Separator, framing
+from wave_unet_tf.separation import Separator, windows
 
 
 def tiny_model(preset, **changes):
@@ -58,7 +58,7 @@ def test_output_has_the_input_rate_length_and_channels(models, preset, channels,
     assert np.all(np.isfinite(estimate))
 
 
-def test_difference_output_still_sums_to_the_mixture_after_framing(models):
+def test_difference_output_still_sums_to_the_mixture_after_windowing(models):
   song = np.random.default_rng(4).uniform(-0.3, 0.3, (6000, 2)).astype(np.float32)
   stems = Separator(models["M5"], window_seconds=0.1, jit_compile=False).separate(song, 8000)
   np.testing.assert_allclose(stems["accompaniment"] + stems["vocals"], song, atol=1e-5)
