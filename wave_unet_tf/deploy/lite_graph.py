@@ -84,7 +84,7 @@ def forward(model, mix):
   layer = model.get_layer
 
   skips = {}
-  x = mix[:, None]
+  x = tf.expand_dims(mix, 1)  # a RESHAPE; the slice's new-axis form is left out of XNNPACK
   for level in network.levels:
     down = layer(level.down_conv.layer)
     x = skips[level.index] = _activate(_conv(x, down), down)
@@ -100,7 +100,7 @@ def forward(model, mix):
       keep = tf.fill([level.upsampled_features], 0.5)
     x, valid = _up_block(x, valid, skips[level.index], layer(level.up_conv.layer), keep)
 
-  x = x[:, 0, :valid]
+  x = tf.squeeze(x[:, :, :valid], 1)
   features = layer(network.crop_concat_mix)([mix, x])
   estimates = layer(network.outputs)([features, mix], training=False)
   return dict(zip(config.source_names, estimates))

@@ -1,5 +1,8 @@
 """SavedModel export for TensorFlow Serving, and loading one back as a forward pass `Separator` can run.
 
+Both signatures run the inference graph `Separator` runs in process (the polyphase up path of
+`wave_unet_tf.separation.polyphase`), compiled with XLA unless exported with ``xla=False``.
+
 Signatures:
   serving_default: ``mix`` float32 ``[batch, input_frames, channels]`` -> ``{source: [batch, output_frames,
     channels]}``; fixed frame sizes, batch free: what TF Serving batches well.
@@ -103,7 +106,7 @@ def export_saved_model(model, directory: str, window_seconds: float = None, batc
     xla: compile both signatures with XLA (``jit_compile``): the speed of the in-process `Separator`.
       Runtimes without XLA:CPU JIT refuse to run such functions (TF Serving needs
       ``--xla_cpu_compilation_enabled=true``); ``xla=False`` exports the same graph uncompiled.
-    lite: ``serving_default`` is the TFLite form of the graph (`lite_graph`; needs ``batch_size``), the
+    lite: only ``serving_default``, in the graph's TFLite form (`lite_graph`; needs ``batch_size``): the
       input of `wave_unet_tf.deploy.tflite.convert_saved_model`.
 
   Returns:
@@ -121,8 +124,10 @@ def export_saved_model(model, directory: str, window_seconds: float = None, batc
   # Keras' ExportArchive tracks the endpoints' variables so TFLite can freeze them (a plain tf.Module keeps
   # READ_VARIABLE ops, which LiteRT cannot run); tracking the model as well would store every weight twice.
   archive = keras.export.ExportArchive()
-  for name, function in (("serving_default", inference_function(model, plan.input_frames, batch_size, xla, lite)),
-                         ("separate", _separate_fn(model, separate_plan, xla))):
+  endpoints = {"serving_default": inference_function(model, plan.input_frames, batch_size, xla, lite)}
+  if not lite:  # a TFLite converter's input needs nothing else
+    endpoints["separate"] = _separate_fn(model, separate_plan, xla)
+  for name, function in endpoints.items():
     function.get_concrete_function()  # traced before the archive takes it
     archive.add_endpoint(name, function)
   staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
