@@ -114,6 +114,12 @@ def test_checkpoint_of_no_preset_names_the_closest_and_what_differs(name, closes
   assert not own_cache.exists() or not os.listdir(own_cache)
 
 
+def test_a_checkpoint_of_other_variables_is_not_taken_for_the_original(tmp_path):
+  write_tf1_checkpoint(tmp_path / "run" / "ckpt-1", [["model/layer/kernel", [3, 2]]])
+  with pytest.raises(ValueError, match="run: a checkpoint without the original Wave-U-Net's variables"):
+    load_model(str(tmp_path / "run"))
+
+
 def test_separate_command_and_separator_take_the_released_folder(tmp_path):
   folder, values = released_checkpoint(tmp_path, "M5-HighSR")
   song = np.random.default_rng(5).uniform(-0.3, 0.3, (22050, 2)).astype(np.float32)

@@ -52,6 +52,9 @@ def load_tf1_checkpoint(path: str):
 
   prefix = tf1_checkpoint.resolve_checkpoint(path)
   values = tf1_checkpoint.read_checkpoint(prefix)
+  if not values:  # e.g. a TF2 training checkpoint
+    raise tf1_checkpoint.CheckpointMismatchError(
+        f"{path}: a checkpoint without the original Wave-U-Net's variables ({tf1_checkpoint.SCOPE}...)")
   preset, note = recognise.recognise_preset({n: v.shape for n, v in values.items()}, path)
   if note:
     _notice(note)
