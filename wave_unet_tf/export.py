@@ -10,7 +10,8 @@ from absl import flags
 
 from wave_unet_tf import cli
 
-flags.DEFINE_string("model", None, "A .keras file or a training --model_dir.")
+flags.DEFINE_string("model", None, "A .keras file, a training --model_dir, an original TF1 checkpoint, an http(s):// "
+                    "URL of a .keras file or hf:// (see wave_unet_tf.load_model).")
 flags.DEFINE_string("saved_model_dir", None, "Write a SavedModel here (TF Serving wants <name>/<version>).")
 flags.DEFINE_string("tflite", None, "Write a TFLite model of the fixed-frame forward pass to this .tflite path.")
 flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic"],
@@ -18,7 +19,8 @@ flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic"],
 flags.DEFINE_float("window_seconds", None, "Output seconds per exported window (default: the training window).")
 flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
 flags.DEFINE_boolean("xla", True, "Compile the SavedModel's signatures with XLA (the in-process speed; TF Serving "
-                     "then needs --xla_cpu_compilation_enabled=true). --noxla: for runtimes without XLA.")
+                     "needs --xla_cpu_compilation_enabled=true, else call serving_default_noxla or "
+                     "separate_noxla). --noxla: only the uncompiled signatures.")
 flags.DEFINE_boolean("overwrite", False, "Replace existing outputs.")
 flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS

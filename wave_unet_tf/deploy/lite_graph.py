@@ -11,7 +11,8 @@ What kept the Keras graph at a third of the in-process speed under LiteRT, measu
     of the cropped skip plus one of the low-rate features with the phase-stacked kernel, then a reshape.
 Every tensor is ``[batch, 1, frames, features]`` (NHWC, as CONV_2D wants it), so the convolutions need no
 reshapes around them. The graph computes the model's inference-mode function (to float rounding) on the
-frame sizes it was traced with; the outputs layer is the model's own.
+frame sizes it was traced with, in the input's dtype (float32: a mixed-precision model's weights are cast up;
+the TFLite converter's float16 option halves the file instead); the outputs layer is the model's own.
 """
 
 import tensorflow as tf
@@ -22,12 +23,12 @@ from wave_unet_tf.separation.polyphase import polyphase_kernel, supports  # noqa
 def _conv(x, layer, kernel=None):
   """``layer`` (a Keras ``Conv1D``)'s valid convolution of ``x`` ``[batch, 1, frames, features]``, without
   bias or activation; ``kernel`` ``[K, C, F]`` replaces the layer's."""
-  kernel = tf.cast(layer.kernel if kernel is None else kernel, layer.compute_dtype)
+  kernel = tf.cast(layer.kernel if kernel is None else kernel, x.dtype)
   return tf.nn.conv2d(x, kernel[None], strides=1, padding="VALID")
 
 
 def _activate(x, layer):
-  return layer.activation(x + tf.cast(layer.bias, layer.compute_dtype))
+  return layer.activation(x + tf.cast(layer.bias, x.dtype))
 
 
 def _frames(x):
@@ -52,11 +53,11 @@ def _up_block(x, valid, skip, conv, keep):
   frame) reaches only the odd output past the end, which the result carries on as its own extra frame
   instead of slicing it off here and padding a zero frame in at the next level (two copies per level).
   """
-  kernel = tf.cast(conv.kernel, conv.compute_dtype)
+  kernel = tf.cast(conv.kernel, x.dtype)
   size, _, filters = kernel.shape
   skip_features = skip.shape[3]
   output_frames = 2 * valid - size  # upsampled 2 * valid - 1 frames, valid convolution
-  low_rate = polyphase_kernel(kernel[:, skip_features:], tf.cast(keep, conv.compute_dtype))
+  low_rate = polyphase_kernel(kernel[:, skip_features:], tf.cast(keep, x.dtype))
   pairs = (output_frames + 1) // 2
   needed = pairs + low_rate.shape[0] - 1  # low-rate frames the phase-stacked convolution reads
   x = x[:, :, :needed] if _frames(x) > needed else tf.pad(x, [[0, 0], [0, 0], [0, needed - _frames(x)], [0, 0]])

@@ -1,7 +1,9 @@
 """SavedModel export for TensorFlow Serving, and loading one back as a forward pass `Separator` can run.
 
 Both signatures run the inference graph `Separator` runs in process (the polyphase up path of
-`wave_unet_tf.separation.polyphase`), compiled with XLA unless exported with ``xla=False``.
+`wave_unet_tf.separation.polyphase`), compiled with XLA unless exported with ``xla=False``. Runtimes that
+refuse XLA (TF Serving without ``--xla_cpu_compilation_enabled=true``) call their uncompiled twins
+``serving_default_noxla`` and ``separate_noxla``.
 
 Signatures:
   serving_default: ``mix`` float32 ``[batch, input_frames, channels]`` -> ``{source: [batch, output_frames,
@@ -27,6 +29,7 @@ from wave_unet_tf.deploy import lite_graph
 from wave_unet_tf.separation import polyphase, windows
 
 CONFIG_ASSET = "wave_unet_config.json"
+PORTABLE = "_noxla"  # suffix of the uncompiled twins of the XLA-compiled signatures
 
 
 def inference_function(model, input_frames=None, batch_size=None, xla: bool = True, lite: bool = False):
@@ -104,8 +107,9 @@ def export_saved_model(model, directory: str, window_seconds: float = None, batc
     overwrite: replace an existing ``directory``.
     separate_window_seconds: output seconds per forward pass inside ``separate`` (long frames are faster).
     xla: compile both signatures with XLA (``jit_compile``): the speed of the in-process `Separator`.
-      Runtimes without XLA:CPU JIT refuse to run such functions (TF Serving needs
-      ``--xla_cpu_compilation_enabled=true``); ``xla=False`` exports the same graph uncompiled.
+      Runtimes without XLA:CPU JIT refuse to run such functions (TF Serving unless started with
+      ``--xla_cpu_compilation_enabled=true``), so ``serving_default_noxla`` and ``separate_noxla`` hold the
+      same graphs uncompiled. ``xla=False``: only the two signatures, uncompiled.
     lite: only ``serving_default``, in the graph's TFLite form (`lite_graph`; needs ``batch_size``): the
       input of `wave_unet_tf.deploy.tflite.convert_saved_model`.
 
@@ -127,6 +131,9 @@ def export_saved_model(model, directory: str, window_seconds: float = None, batc
   endpoints = {"serving_default": inference_function(model, plan.input_frames, batch_size, xla, lite)}
   if not lite:  # a TFLite converter's input needs nothing else
     endpoints["separate"] = _separate_fn(model, separate_plan, xla)
+    if xla:  # the same graphs uncompiled, for runtimes that refuse XLA (TF Serving's default)
+      endpoints["serving_default" + PORTABLE] = inference_function(model, plan.input_frames, batch_size, False)
+      endpoints["separate" + PORTABLE] = _separate_fn(model, separate_plan, False)
   for name, function in endpoints.items():
     function.get_concrete_function()  # traced before the archive takes it
     archive.add_endpoint(name, function)
