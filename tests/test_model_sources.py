@@ -120,6 +120,13 @@ def test_a_checkpoint_of_other_variables_is_not_taken_for_the_original(tmp_path)
     load_model(str(tmp_path / "run"))
 
 
+def test_an_unreadable_checkpoint_is_named(tmp_path):
+  (tmp_path / "full_44KHz").mkdir()
+  (tmp_path / "full_44KHz" / "full_44KHz-1.index").write_bytes(b"not an index")
+  with pytest.raises(ValueError, match="full_44KHz-1: unreadable TF1 checkpoint"):
+    load_model(str(tmp_path / "full_44KHz"))
+
+
 def test_separate_command_and_separator_take_the_released_folder(tmp_path):
   folder, values = released_checkpoint(tmp_path, "M5-HighSR")
   song = np.random.default_rng(5).uniform(-0.3, 0.3, (22050, 2)).astype(np.float32)

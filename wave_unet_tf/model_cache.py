@@ -51,11 +51,11 @@ def load_tf1_checkpoint(path: str):
   from wave_unet_tf.model.saving import load_keras_model, save_model
 
   prefix = tf1_checkpoint.resolve_checkpoint(path)
-  values = tf1_checkpoint.read_checkpoint(prefix)
-  if not values:  # e.g. a TF2 training checkpoint
+  shapes = recognise.checkpoint_shapes(prefix)
+  if not shapes:  # e.g. a TF2 training checkpoint
     raise tf1_checkpoint.CheckpointMismatchError(
         f"{path}: a checkpoint without the original Wave-U-Net's variables ({tf1_checkpoint.SCOPE}...)")
-  preset, note = recognise.recognise_preset({n: v.shape for n, v in values.items()}, path)
+  preset, note = recognise.recognise_preset(shapes, path)
   if note:
     _notice(note)
   cached = os.path.join(cache_dir(), f"tf1-{checkpoint_digest(prefix)[:32]}-{preset}.keras")

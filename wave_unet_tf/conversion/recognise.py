@@ -11,7 +11,19 @@ import re
 from typing import List, Optional, Tuple
 
 from wave_unet_tf.config import ORIGINAL_NAMES, PRESETS
-from wave_unet_tf.conversion.tf1_checkpoint import CheckpointMismatchError, original_variables
+from wave_unet_tf.conversion.tf1_checkpoint import CheckpointMismatchError, SCOPE, original_variables
+
+
+def checkpoint_shapes(prefix: str) -> dict:
+  """``{original name: shape}`` of a TF1 checkpoint's model variables (optimizer state left out), read from
+  its index alone."""
+  import tensorflow as tf
+
+  try:
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+  except Exception as e:  # TF raises several types for a corrupt or foreign file.
+    raise CheckpointMismatchError(f"{prefix}: unreadable TF1 checkpoint ({type(e).__name__})") from None
+  return {name: tuple(shape) for name, shape in shapes.items() if name.startswith(SCOPE)}
 
 
 def released_name(path: str) -> Optional[str]:
