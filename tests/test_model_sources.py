@@ -127,6 +127,7 @@ def test_an_unreadable_checkpoint_is_named(tmp_path):
     load_model(str(tmp_path / "full_44KHz"))
 
 
+@pytest.mark.slow  # the real command, end to end
 def test_separate_command_and_separator_take_the_released_folder(tmp_path):
   folder, values = released_checkpoint(tmp_path, "M5-HighSR")
   song = np.random.default_rng(5).uniform(-0.3, 0.3, (22050, 2)).astype(np.float32)
@@ -146,6 +147,7 @@ def test_separate_command_and_separator_take_the_released_folder(tmp_path):
   np.testing.assert_allclose(separator.separate(song, 44100)["vocals"], expected["vocals"], atol=1e-5)
 
 
+@pytest.mark.slow  # the real command, end to end
 def test_separate_command_names_the_closest_preset_in_one_line(tmp_path):
   folder = tmp_path / "checkpoints" / "deep_m5_thin"
   shutil.copytree(ORIGINAL_TF1 / "deep_m5_thin", folder)
@@ -215,6 +217,7 @@ def test_failing_url_names_it_and_leaves_nothing_in_the_cache(case, served_model
   assert not own_cache.exists() or os.listdir(own_cache) == []
 
 
+@pytest.mark.slow  # the real command, end to end
 def test_download_command_error_is_one_line(served_model, tmp_path):
   _, server, _ = served_model
   url = f"{server.url}/small.keras#sha256={'f' * 64}"
