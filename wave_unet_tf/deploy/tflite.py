@@ -2,6 +2,8 @@
 
 The model is converted from a SavedModel whose ``serving_default`` has a fixed input shape, which gives
 builtin ops only, so it runs under the standalone LiteRT interpreter (``ai-edge-litert``) without TensorFlow.
+`export_tflite` converts the graph of `wave_unet_tf.deploy.lite_graph`, which LiteRT's XNNPACK delegate runs
+whole; the runner gives the interpreter one thread per core (LiteRT's default is one).
 """
 
 import json
