@@ -186,6 +186,7 @@ def served_model(tmp_path):
   model = wut.build_model(wut.get_preset("M5").replace(num_layers=3, num_initial_filters=4, num_frames=600))
   (tmp_path / "www").mkdir()
   save_model(model, str(tmp_path / "www" / "small.keras"))
+  (tmp_path / "www" / "junk.keras").write_text("<html>an error page</html>")
   server = _Server(tmp_path / "www")
   yield model, server, hashlib.sha256((tmp_path / "www" / "small.keras").read_bytes()).hexdigest()
   server.close()
@@ -204,13 +205,14 @@ def test_url_is_downloaded_once_with_progress_and_verified(served_model, own_cac
   assert len(os.listdir(own_cache)) == 1
 
 
-@pytest.mark.parametrize("case", ["checksum", "missing", "refused", "not a model"])
+@pytest.mark.parametrize("case", ["checksum", "missing", "refused", "not a model name", "not a model"])
 def test_failing_url_names_it_and_leaves_nothing_in_the_cache(case, served_model, own_cache):
   _, server, digest = served_model
   url = {"checksum": f"{server.url}/small.keras#sha256={'0' * 64}",
          "missing": f"{server.url}/nothing.keras",
          "refused": "http://127.0.0.1:9/small.keras",
-         "not a model": f"{server.url}/small.zip"}[case]
+         "not a model name": f"{server.url}/small.zip",
+         "not a model": f"{server.url}/junk.keras"}[case]
   with pytest.raises(ValueError) as error:
     load_model(url)
   assert url in str(error.value)

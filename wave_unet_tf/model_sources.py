@@ -46,7 +46,12 @@ def load_model(path: str):
     return _load_hf(path)
   if path.startswith(URL_SCHEMES):
     from wave_unet_tf.model_cache import download
-    return load_model(download(path))
+    cached = download(path)
+    try:
+      return load_model(cached)
+    except ValueError as e:  # not a model after all (an error page, another file): not kept either
+      os.remove(cached)
+      raise NotAModelError(f"{path}: downloaded, but {e}") from None
   if os.path.isdir(path):
     if os.path.exists(os.path.join(path, BEST_MODEL)):
       return load_model(os.path.join(path, BEST_MODEL))
