@@ -1,13 +1,19 @@
-"""Exported models side by side: file size, x real time on this CPU, and SNR against the Keras model.
+"""Exported models side by side with the in-process `Separator`: speed as a ratio to it, file size, SNR.
 
-    python benchmarks/export.py [--preset M5-HighSR] [--window_seconds 10]
+    python benchmarks/export.py [--preset M5-HighSR] [--window_seconds 10] [--song_seconds 30]
 
-Exports a random-weight model as a SavedModel and as float32, float16 and dynamic-range int8 TFLite models
-(all with frames of ``--window_seconds`` of output), separates the real MUSDB18 sample song (6.8 s, resampled
-to the model's rate, repeated to ``--song_seconds``) with each through `Separator`, and prints one JSON line
-per variant. SNR is of each variant's vocals against the Keras model's.
+Builds a random-weight model, exports it as a SavedModel and as float32, float16 and dynamic-range int8
+TFLite models (frames of ``--window_seconds`` of output), and separates the real MUSDB18 sample song
+(resampled to the model's rate, repeated to ``--song_seconds``) with each:
+  in_process: `Separator(model)` (the polyphase graph compiled with XLA), the reference of every ratio;
+  saved_model: ``tf.saved_model.load(dir).signatures["separate"](waveform=song)``, as a TF user calls it;
+  tflite_*: `Separator(path)`, the standalone LiteRT interpreter (XNNPACK, one thread per core).
+Prints one JSON line per variant; SNR is of its vocals against the in-process vocals. After a warm-up run of
+each (tracing, XLA compilation, allocation), the variants run in turn ``--repeats`` times; each one's best
+time counts, so a shared machine's load weighs on all of them alike.
 """
 
+import functools
 import json
 import os
 import tempfile
@@ -15,12 +21,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the separate command (cli.reuse_host_memory)
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 flags.DEFINE_string("preset", "M5-HighSR", "Model preset.")
-flags.DEFINE_float("window_seconds", 10.0, "Output seconds per exported frame.")
+flags.DEFINE_float("window_seconds", 10.0, "Output seconds per forward pass (all variants).")
 flags.DEFINE_float("song_seconds", 30.0, "Length of the timed song.")
+flags.DEFINE_integer("repeats", 3, "Timed runs per variant, round robin (the best counts).")
 flags.DEFINE_string("song", os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures",
                                          "musdb18_sample", "MUSDB18-7-SAMPLE", "train",
                                          "Music Delta - 80s Rock.stem.mp4"), "A real song (first stream).")
@@ -33,9 +41,17 @@ def _size(path):
   return os.path.getsize(path)
 
 
+def _snr(reference, estimate):
+  import numpy as np
+  noise = np.sum((estimate - reference) ** 2)
+  return float("inf") if noise == 0 else float(10 * np.log10(np.sum(reference ** 2) / noise))
+
+
 def main(_):
+  logging.set_verbosity(logging.WARNING)  # the SavedModel writer's INFO lines
   import keras
   import numpy as np
+  import tensorflow as tf
 
   import wave_unet_tf as wut
   from wave_unet_tf import audio
@@ -44,34 +60,43 @@ def main(_):
   config = wut.get_preset(FLAGS.preset)
   keras.utils.set_random_seed(0)
   model = wut.build_model(config)
+  weights_mb = sum(int(np.prod(w.shape)) for w in model.weights) * 4 / 1e6
   mixture, rate = audio.load(FLAGS.song, sample_rate=config.sample_rate, channels=config.num_channels)
-  song = np.tile(mixture, (int(np.ceil(FLAGS.song_seconds * rate / len(mixture))), 1))[:int(FLAGS.song_seconds * rate)]
-  reference = wut.Separator(model, window_seconds=FLAGS.window_seconds).separate_at_model_rate(song)["vocals"]
+  samples = int(FLAGS.song_seconds * rate)
+  song = np.tile(mixture, (int(np.ceil(samples / len(mixture))), 1))[:samples]
+  in_process = wut.Separator(model, window_seconds=FLAGS.window_seconds)
 
   with tempfile.TemporaryDirectory() as scratch:
-    variants = {"keras": None, "saved_model": os.path.join(scratch, "saved_model")}
-    saved_model.export_saved_model(model, variants["saved_model"], FLAGS.window_seconds)
-    fixed = os.path.join(scratch, "fixed")
-    saved_model.export_saved_model(model, fixed, FLAGS.window_seconds, batch_size=1)
-    for quantize in tflite.QUANTIZATIONS:
-      variants[f"tflite_{quantize}"] = tflite.convert_saved_model(fixed, os.path.join(scratch, f"{quantize}.tflite"),
-                                                                  quantize)
-    keras_file = os.path.join(scratch, "model.keras")
-    from wave_unet_tf.model.saving import save_model
-    save_model(model, keras_file)
-    variants["keras"] = keras_file
-    for name, path in variants.items():
-      separator = wut.Separator(path, window_seconds=FLAGS.window_seconds)
-      separator.separate_at_model_rate(song)  # warm-up: tracing, compiling (this frame shape), allocation
-      start = time.perf_counter()
-      vocals = separator.separate_at_model_rate(song)["vocals"]
-      elapsed = time.perf_counter() - start
-      noise = np.sum((vocals - reference) ** 2)
-      snr = float("inf") if noise == 0 else float(10 * np.log10(np.sum(reference ** 2) / noise))
-      print(json.dumps({"benchmark": "export", "preset": FLAGS.preset, "variant": name,
-                        "size_mb": round(_size(path) / 1e6, 1), "x_real_time": round(FLAGS.song_seconds / elapsed, 2),
-                        "snr_db_vs_keras": round(snr, 1), "window_seconds": FLAGS.window_seconds,
-                        "cpus": os.cpu_count()}), flush=True)
+    exported = os.path.join(scratch, "saved_model")
+    saved_model.export_saved_model(model, exported, FLAGS.window_seconds,
+                                   separate_window_seconds=FLAGS.window_seconds)
+    lite = {q: tflite.export_tflite(model, os.path.join(scratch, f"{q}.tflite"), q, FLAGS.window_seconds)
+            for q in tflite.QUANTIZATIONS}
+
+    loaded = tf.saved_model.load(exported).signatures["separate"]
+    runs = {"in_process": lambda: in_process.separate_at_model_rate(song),
+            "saved_model_separate": lambda: loaded(waveform=tf.constant(song))}
+    for quantize, path in lite.items():
+      runs[f"tflite_{quantize}"] = functools.partial(wut.Separator(path, window_seconds=FLAGS.window_seconds)
+                                                     .separate_at_model_rate, song)
+    vocals = {name: np.asarray(run()["vocals"]) for name, run in runs.items()}  # warm-up
+    seconds = {name: [] for name in runs}
+    for _ in range(FLAGS.repeats):  # round robin, so that the load of a shared machine falls on all alike
+      for name, run in runs.items():
+        start = time.perf_counter()
+        run()
+        seconds[name].append(time.perf_counter() - start)
+    reference, reference_seconds = vocals["in_process"], min(seconds["in_process"])
+    sizes = {"saved_model_separate": _size(exported), **{f"tflite_{q}": _size(p) for q, p in lite.items()}}
+    for name in runs:
+      best = min(seconds[name])
+      size = sizes.get(name)
+      print(json.dumps({
+          "benchmark": "export", "preset": FLAGS.preset, "variant": name,
+          "ratio_to_in_process": round(reference_seconds / best, 2), "x_real_time": round(FLAGS.song_seconds / best, 2),
+          "size_mb": size and round(size / 1e6, 1), "size_vs_weights": size and round(size / 1e6 / weights_mb, 3),
+          "snr_db_vs_in_process": round(_snr(reference, vocals[name]), 1) if name != "in_process" else None,
+          "window_seconds": FLAGS.window_seconds, "cpus": os.cpu_count()}), flush=True)
 
 
 if __name__ == "__main__":

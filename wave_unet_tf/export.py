@@ -5,19 +5,22 @@ r"""wave-unet-export: write a SavedModel (TensorFlow Serving) and/or a TFLite mo
 """
 
 import os
-import tempfile
 
 from absl import flags
 
 from wave_unet_tf import cli
 
-flags.DEFINE_string("model", None, "A .keras file or a training --model_dir.")
+flags.DEFINE_string("model", None, "A .keras file, a training --model_dir, an original TF1 checkpoint, an http(s):// "
+                    "URL of a .keras file or hf:// (see wave_unet_tf.load_model).")
 flags.DEFINE_string("saved_model_dir", None, "Write a SavedModel here (TF Serving wants <name>/<version>).")
 flags.DEFINE_string("tflite", None, "Write a TFLite model of the fixed-frame forward pass to this .tflite path.")
 flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic"],
                   "TFLite weights: float32, float16, or dynamic-range int8.")
 flags.DEFINE_float("window_seconds", None, "Output seconds per exported window (default: the training window).")
 flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
+flags.DEFINE_boolean("xla", True, "Compile the SavedModel's signatures with XLA (the in-process speed; TF Serving "
+                     "needs --xla_cpu_compilation_enabled=true, else call serving_default_noxla or "
+                     "separate_noxla). --noxla: only the uncompiled signatures.")
 flags.DEFINE_boolean("overwrite", False, "Replace existing outputs.")
 flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
@@ -45,15 +48,12 @@ def main(argv):
     raise NotAModelError(f"--model={FLAGS.model}: export needs a .keras model or a training --model_dir")
   if FLAGS.saved_model_dir:
     plan = saved_model.export_saved_model(model, FLAGS.saved_model_dir, FLAGS.window_seconds,
-                                          overwrite=FLAGS.overwrite)
+                                          overwrite=FLAGS.overwrite, xla=FLAGS.xla)
     print(f"wrote SavedModel {FLAGS.saved_model_dir}: serving_default [batch, {plan.input_frames}, "
           f"{model.wave_unet_config.num_channels}] -> [batch, {plan.output_frames}, ...]; separate [samples, "
           f"{model.wave_unet_config.num_channels}]")
   if FLAGS.tflite:
-    with tempfile.TemporaryDirectory() as scratch:
-      fixed = os.path.join(scratch, "fixed")
-      saved_model.export_saved_model(model, fixed, FLAGS.window_seconds, batch_size=1)
-      tflite.convert_saved_model(fixed, FLAGS.tflite, FLAGS.quantize)
+    tflite.export_tflite(model, FLAGS.tflite, FLAGS.quantize, FLAGS.window_seconds)
     print(f"wrote {FLAGS.tflite} ({FLAGS.quantize}, {os.path.getsize(FLAGS.tflite) / 1e6:.1f} MB)")
 
 

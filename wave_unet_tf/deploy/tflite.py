@@ -2,10 +2,13 @@
 
 The model is converted from a SavedModel whose ``serving_default`` has a fixed input shape, which gives
 builtin ops only, so it runs under the standalone LiteRT interpreter (``ai-edge-litert``) without TensorFlow.
+`export_tflite` converts the graph of `wave_unet_tf.deploy.lite_graph`, which LiteRT's XNNPACK delegate runs
+whole; the runner gives the interpreter one thread per core (LiteRT's default is one).
 """
 
 import json
 import os
+import tempfile
 
 import numpy as np
 
@@ -16,9 +19,23 @@ QUANTIZATIONS = ("none", "float16", "dynamic")
 CONFIG_METADATA = "wave_unet_config"  # TFLite metadata entry holding the config and frame sizes as JSON
 
 
+def export_tflite(model, output: str, quantize: str = "none", window_seconds: float = None) -> str:
+  """Writes ``model``'s forward pass on fixed frames of ``window_seconds`` of output (default: the training
+  frame) as a ``.tflite`` file: the graph of `wave_unet_tf.deploy.lite_graph`, through a temporary SavedModel."""
+  from wave_unet_tf.deploy import saved_model
+
+  if quantize not in QUANTIZATIONS:
+    raise ValueError(f"--quantize={quantize!r}: must be one of {', '.join(QUANTIZATIONS)}")
+  with tempfile.TemporaryDirectory(prefix=".tflite-export-", dir=os.path.dirname(os.path.abspath(output))) as scratch:
+    fixed = os.path.join(scratch, "fixed")
+    saved_model.export_saved_model(model, fixed, window_seconds, batch_size=1, xla=False, lite=True)
+    return convert_saved_model(fixed, output, quantize)
+
+
 def convert_saved_model(saved_model_dir: str, output: str, quantize: str = "none") -> str:
   """Converts a fixed-frame SavedModel's ``serving_default`` (`saved_model.export_saved_model` with
-  ``batch_size=1``) into a ``.tflite`` file: float32, ``float16`` weights or ``dynamic``-range int8 weights."""
+  ``batch_size=1``, best with ``lite=True``) into a ``.tflite`` file: float32, ``float16`` weights or
+  ``dynamic``-range int8 weights."""
   import tensorflow as tf
 
   from wave_unet_tf.deploy.saved_model import CONFIG_ASSET
@@ -80,6 +97,14 @@ def _interpreter_class():
   return Interpreter
 
 
+def default_threads() -> int:
+  """The CPU cores this process may run on (its affinity), at least 1."""
+  try:
+    return max(1, len(os.sched_getaffinity(0)))
+  except AttributeError:  # not on Linux
+    return os.cpu_count() or 1
+
+
 class TFLiteForwardPass:
   """An exported ``.tflite`` model as a `wave_unet_tf.separation.forward.ForwardPass`: one fixed-size frame
   ``[1, input_frames, channels]`` per call, so `Separator` separates whole songs with it.
@@ -87,15 +112,18 @@ class TFLiteForwardPass:
   Attributes:
     config: the model's `Config`.
     input_frames, output_frames: the fixed frame sizes.
+    num_threads: the interpreter's threads (default: one per core, `default_threads`).
   """
 
   batch_size = 1
 
   def __init__(self, path: str, num_threads: int = None):
     self.path = path
+    # LiteRT's default is one thread; the convolutions (XNNPACK) scale with the cores this process may use.
+    self.num_threads = num_threads or default_threads()
     try:
       info = _read_metadata(path)
-      self._runner = _interpreter_class()(model_path=path, num_threads=num_threads).get_signature_runner(
+      self._runner = _interpreter_class()(model_path=path, num_threads=self.num_threads).get_signature_runner(
           "serving_default")
     except Exception as e:
       raise ValueError(f"{path}: not a wave-unet-tf TFLite model ({e})") from None
