@@ -92,13 +92,46 @@ def test_killed_run_resumes_from_its_last_checkpoint(toy_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_model_dir_of_another_config_is_refused(toy_root, tmp_path):
+def test_a_model_dir_of_another_config_or_settings_is_refused(toy_root, tmp_path):
   model_dir = tmp_path / "run"
   train(toy_root, model_dir, "--max_steps=1")
+  # Stopped before its first validation, the run still leaves a model to separate with.
+  assert (model_dir / "best.keras").exists()
+  saved = json.loads((model_dir / "run_settings.json").read_text())
+  assert saved["run"]["seed"] == 0 and saved["data"]["split_mode"] == "official"
   result = train(toy_root, model_dir, "--max_steps=2", "--num_initial_filters=8", check=False)
   assert result.returncode != 0
   message = result.stderr.strip().splitlines()[-1]
   assert "holds a run of a different config" in message and "num_initial_filters: 4 -> 8" in message
+  result = train(toy_root, model_dir, "--max_steps=2", "--seed=3", "--split_mode=random", check=False)
+  assert result.returncode != 0
+  message = result.stderr.strip().splitlines()[-1]
+  assert "--seed: 0 -> 3" in message and "--split_mode: 'official' -> 'random'" in message
+  # Lengths and intervals may change.
+  assert summary_of(train(toy_root, model_dir, "--max_steps=2", "--checkpoint_every=1"))["step"] == 2
+
+
+@pytest.mark.slow
+def test_a_one_track_dataset_trains_without_validation_and_says_so_once(tmp_path):
+  from wave_unet_tf.data.toy import write_toy_dataset
+  root = tmp_path / "one"
+  write_toy_dataset(str(root), num_tracks=1, seconds=2.0, seed=3, num_test_tracks=1)
+  model_dir = tmp_path / "run"
+  result = train(root, model_dir, "--nofine_tune", "--max_epochs=1")
+  summary = summary_of(result)
+  assert summary["finished"] and summary["epoch"] == 1 and (model_dir / "best.keras").exists()
+  notices = [line for line in result.stderr.splitlines() if "too few to split" in line]
+  assert len(notices) == 1 and "training without validation" in notices[0]
+
+
+@pytest.mark.slow
+def test_validation_tracks_can_come_from_another_root(toy_root, tmp_path):
+  from wave_unet_tf.data.toy import write_toy_dataset
+  root = tmp_path / "one"
+  write_toy_dataset(str(root), num_tracks=1, seconds=2.0, seed=3, num_test_tracks=1)
+  model_dir = tmp_path / "run"
+  summary = summary_of(train(root, model_dir, "--nofine_tune", "--max_epochs=1", f"--validation_root={toy_root}"))
+  assert summary["finished"] and summary["best_validation_loss"] < float("inf")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -128,7 +161,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(toy_root, tmp_path, m
     return good.take(4).concatenate(nan)
 
   monkeypatch.setattr(pipeline, "training_dataset", poisoned)
-  data = training.DataOptions(str(toy_root), str(tmp_path / "cache"), max_validation_batches=1)
+  data = training.DataOptions(musdb_root=str(toy_root), cache_dir=str(tmp_path / "cache"), max_validation_batches=1)
   trainer = training.Trainer(config, str(tmp_path / "run"), data, training.RunOptions(checkpoint_every=2))
   with pytest.raises(training.TrainingError, match=r"loss is nan at step 5; .*ckpt-4 is kept"):
     trainer.train()
@@ -205,3 +238,38 @@ def test_multi_worker_trains_with_two_processes_and_only_the_chief_writes(toy_ro
   assert (model_dir / "logs" / "train").is_dir()
   # The second worker's checkpoints went to its scratch folder, never over the chief's.
   assert not (model_dir / ".worker_1" / "logs").exists()
+
+
+def test_settings_flags_come_from_the_settings_fields_with_their_defaults():
+  import dataclasses
+  from absl import flags
+  from wave_unet_tf.training import settings
+
+  values = flags.FlagValues()
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(flags, "FLAGS", values)
+    original = (flags.DEFINE_enum, flags.DEFINE_boolean, flags.DEFINE_integer, flags.DEFINE_string, flags.DEFINE_alias)
+    for define in original:
+      patch.setattr(flags, define.__name__, lambda *a, _define=define, **k: _define(*a, flag_values=values, **k))
+    settings.define_flags()
+  values(["train", "--seed=4", "--split=random"])
+  data, run = settings.from_flags(values)
+  assert run.seed == 4 and data.split_mode == "random"  # --split is the old name of --split_mode
+  for cls in settings.SETTINGS:
+    for field in dataclasses.fields(cls):
+      assert values[field.name].default == field.default, field.name
+
+
+def test_resuming_checks_only_the_settings_that_change_results(tmp_path):
+  from wave_unet_tf.training import settings
+
+  data, run = settings.DataOptions(musdb_root="a"), settings.RunOptions()
+  assert not settings.check_resumable(str(tmp_path), data, run)
+  settings.save(str(tmp_path), data, run)
+  assert settings.check_resumable(str(tmp_path), settings.DataOptions(musdb_root="moved"),
+                                  settings.RunOptions(max_steps=9, checkpoint_every=1, summary_every=2))
+  with pytest.raises(settings.SettingsChangedError, match=r"--mixed_precision: 'none' -> 'mixed_float16'; "
+                                                          r"--seed: 0 -> 1"):
+    settings.check_resumable(str(tmp_path), data, settings.RunOptions(seed=1, mixed_precision="mixed_float16"))
+  with pytest.raises(settings.SettingsChangedError, match=r"--remix: False -> True"):
+    settings.check_resumable(str(tmp_path), settings.DataOptions(musdb_root="a", remix=True), run)

@@ -12,10 +12,13 @@ from absl import flags
 from wave_unet_tf import cli
 
 flags.DEFINE_string("model", None, "A .keras file, a SavedModel folder, a .tflite file or a training --model_dir.")
-flags.DEFINE_string("musdb_root", None, "MUSDB18 (.stem.mp4) or, with --is_wav, MUSDB18-HQ folder.")
-flags.DEFINE_bool("is_wav", False, "The root is in MUSDB18-HQ layout (<subset>/<track>/<source>.wav).")
+flags.DEFINE_string("musdb_root", None, "MUSDB18 (.stem.mp4), MUSDB18-HQ or a folder in its layout.")
+flags.DEFINE_bool("is_wav", None, "The root is in MUSDB18-HQ layout (<subset>/<track>/<source>.wav); default: "
+                  "detected, as in training.")
 flags.DEFINE_enum("subset", "test", ["train", "test"], "MUSDB subset.")
-flags.DEFINE_enum("split", None, ["train", "valid"], "musdb's split of the train subset.")
+flags.DEFINE_enum("split", None, ["train", "valid"], "Part of the train subset, split as training splits it.")
+flags.DEFINE_enum("split_mode", "official", ["official", "random"], "How --split divides the train subset, as in "
+                  "training: musdb's official validation list, or the original's random 75/25 (seed 1337).")
 flags.DEFINE_string("output_dir", "evaluation", "Where the per-track JSON and the summary go.")
 flags.DEFINE_integer("jobs", 1, "Processes scoring tracks in parallel.", lower_bound=1)
 flags.DEFINE_bool("baseline", False, "Also score the mixture as every source's estimate.")
@@ -40,10 +43,10 @@ def main(argv):
   from wave_unet_tf.evaluation import evaluate
   from wave_unet_tf.evaluation.tracks import open_tracks
   # Fail on an empty root before spending seconds on loading the model.
-  open_tracks(FLAGS.musdb_root, FLAGS.subset, FLAGS.split, FLAGS.is_wav, FLAGS.tracks)
+  open_tracks(FLAGS.musdb_root, FLAGS.subset, FLAGS.split, FLAGS.is_wav, FLAGS.tracks, FLAGS.split_mode)
   evaluate(FLAGS.model, FLAGS.musdb_root, subset=FLAGS.subset, output_dir=FLAGS.output_dir, split=FLAGS.split,
            is_wav=FLAGS.is_wav, jobs=FLAGS.jobs, baseline=FLAGS.baseline, track_names=FLAGS.tracks,
-           window_seconds=FLAGS.window_seconds, batch_size=FLAGS.batch_size)
+           window_seconds=FLAGS.window_seconds, batch_size=FLAGS.batch_size, split_mode=FLAGS.split_mode)
 
 
 def run():

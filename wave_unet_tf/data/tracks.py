@@ -101,25 +101,8 @@ def find_tracks(musdb_root: str, config: Config, subset: str = "train", split: O
       that does not apply, stems of unequal length or sample rate, sources that no stem provides, or (with
       ``strict``) an unreadable stem file.
   """
-  if split not in (None, "train", "valid"):
-    raise DatasetError(f"split={split!r}: must be 'train', 'valid' or None")
-  if split_mode not in SPLIT_MODES:
-    raise DatasetError(f"split_mode={split_mode!r}: must be one of {', '.join(SPLIT_MODES)}")
-  if split is not None and subset != "train":
-    raise DatasetError(f"split={split!r} applies to the 'train' subset only, not {subset!r}")
-  root = os.fspath(musdb_root)
-  if not os.path.isdir(root):
-    raise DatasetError(f"--musdb_root={root}: no such folder. {_layout_help(root, subset, config)}")
-  subset_dir = os.path.join(root, subset)
-  if is_wav is None:
-    is_wav = not _stem_mp4_names(subset_dir)
-  if not is_wav:
-    require_ffmpeg(f"reading the .stem.mp4 files in {subset_dir}")
-  names = _wav_track_names(subset_dir) if is_wav else _stem_mp4_names(subset_dir)
-  if not names:
-    raise DatasetError(f"--musdb_root={root}: no tracks in {subset_dir}. {_layout_help(root, subset, config)}")
-  if split is not None:
-    names = _split_names(names, split, split_mode, root)
+  names, is_wav = find_track_names(musdb_root, subset, split, is_wav, split_mode, config.source_names)
+  subset_dir = os.path.join(os.fspath(musdb_root), subset)
   build = _folder_track if is_wav else _stem_mp4_track
   tracks = []
   for name in names:
@@ -132,12 +115,40 @@ def find_tracks(musdb_root: str, config: Config, subset: str = "train", split: O
   return tracks
 
 
+def find_track_names(musdb_root: str, subset: str = "train", split: Optional[str] = None,
+                     is_wav: Optional[bool] = None, split_mode: str = "official",
+                     source_names: Sequence[str] = ("vocals", "drums", "bass", "other")) -> Tuple[List[str], bool]:
+  """``(track names, is_wav)`` of ``<musdb_root>/<subset>`` (and ``split``), the layout detected when
+  ``is_wav`` is None: how training and evaluation both find tracks (see `find_tracks` for the arguments;
+  ``source_names`` only shape the error message)."""
+  if split not in (None, "train", "valid"):
+    raise DatasetError(f"split={split!r}: must be 'train', 'valid' or None")
+  if split_mode not in SPLIT_MODES:
+    raise DatasetError(f"split_mode={split_mode!r}: must be one of {', '.join(SPLIT_MODES)}")
+  if split is not None and subset != "train":
+    raise DatasetError(f"split={split!r} applies to the 'train' subset only, not {subset!r}")
+  root = os.fspath(musdb_root)
+  if not os.path.isdir(root):
+    raise DatasetError(f"--musdb_root={root}: no such folder. {_layout_help(root, subset, source_names)}")
+  subset_dir = os.path.join(root, subset)
+  if is_wav is None:
+    is_wav = not _stem_mp4_names(subset_dir)
+  if not is_wav:
+    require_ffmpeg(f"reading the .stem.mp4 files in {subset_dir}")
+  names = _wav_track_names(subset_dir) if is_wav else _stem_mp4_names(subset_dir)
+  if not names:
+    raise DatasetError(f"--musdb_root={root}: no tracks in {subset_dir}. {_layout_help(root, subset, source_names)}")
+  if split is not None:
+    names = _split_names(names, split, split_mode, root)
+  return names, is_wav
+
+
 class _UnreadableStem(Exception):
   pass
 
 
-def _layout_help(root, subset, config):
-  stems = ", ".join(f"{s}.wav" for s in config.source_names)
+def _layout_help(root, subset, source_names):
+  stems = ", ".join(f"{s}.wav" for s in source_names)
   return (f"Expected MUSDB18 ({root}/{subset}/<track>.stem.mp4), MUSDB18-HQ "
           f"({root}/{subset}/<track>/mixture.wav, vocals.wav, drums.wav, bass.wav, other.wav) or folders of "
           f"stems named after the config's sources ({root}/{subset}/<track>/{stems}); {TOY_DATA_HINT}")
@@ -186,15 +197,19 @@ def musdb_setup() -> dict:
     return yaml.safe_load(f)
 
 
+_ANNOUNCED_RANDOM_SPLITS = set()
+
+
 def _split_names(names: Sequence[str], split: str, split_mode: str, root: str) -> List[str]:
   if split_mode == "official":
     valid = set(musdb_setup()["validation_tracks"]) & set(names)
     if not valid and len(names) > 1:
-      # Once per process: the train and valid lookups would say it twice.
-      logging.log_first_n(logging.INFO, "%s: none of its %d training tracks is in musdb's official validation "
-                          "list (other songs than MUSDB18's); using a random %d/%d split with seed %d instead", 1,
-                          root, len(names), round(100 * (1 - RANDOM_SPLIT_VALID_FRACTION)),
-                          round(100 * RANDOM_SPLIT_VALID_FRACTION), RANDOM_SPLIT_SEED)
+      if root not in _ANNOUNCED_RANDOM_SPLITS:  # once per dataset: the train and valid lookups would say it twice
+        _ANNOUNCED_RANDOM_SPLITS.add(root)
+        logging.info("%s: none of its %d training tracks is in musdb's official validation list (other songs than "
+                     "MUSDB18's); using a random %d/%d split with seed %d instead", root, len(names),
+                     round(100 * (1 - RANDOM_SPLIT_VALID_FRACTION)), round(100 * RANDOM_SPLIT_VALID_FRACTION),
+                     RANDOM_SPLIT_SEED)
       valid = random_validation_names(names)
   else:
     valid = random_validation_names(names)

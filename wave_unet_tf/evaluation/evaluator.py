@@ -12,9 +12,9 @@ MODEL = "model"
 
 
 def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_dir: str = "evaluation",
-             split: Optional[str] = None, is_wav: bool = False, jobs: int = 1, baseline: bool = False,
+             split: Optional[str] = None, is_wav: Optional[bool] = None, jobs: int = 1, baseline: bool = False,
              track_names: Optional[Sequence[str]] = None, window_seconds: Optional[float] = None,
-             batch_size: Optional[int] = None, progress: bool = True, log=print) -> dict:
+             batch_size: Optional[int] = None, progress: bool = True, log=print, split_mode: str = "official") -> dict:
   """Separates every track of a MUSDB subset and scores it with museval (BSS Eval v4, 1 s windows).
 
   Per-track scores go to ``<output_dir>/<subset>/<track>.json`` (museval's layout) and, with ``baseline``,
@@ -24,8 +24,9 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
 
   Args:
     model_or_separator: a `Separator`, or anything `Separator` accepts (model, path, forward pass).
-    musdb_root: MUSDB18 (``.stem.mp4``) or, with ``is_wav``, MUSDB18-HQ layout.
-    subset: ``test`` or ``train``; split: None, ``train`` or ``valid`` (musdb's split of ``train``).
+    musdb_root: MUSDB18 (``.stem.mp4``) or MUSDB18-HQ layout (``is_wav``; None detects it).
+    subset: ``test`` or ``train``; split: None, ``train`` or ``valid``, the split of ``train`` that training
+      makes (``split_mode``: musdb's official one, else the original's random one).
     jobs: processes scoring in parallel (museval is the slow part); separation runs in this process.
     baseline: also score the mixture as every source's estimate.
     track_names: only these tracks.
@@ -37,7 +38,7 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
   """
   if jobs < 1:
     raise ValueError(f"jobs={jobs}: must be at least 1")
-  track_list = musdb_tracks.open_tracks(musdb_root, subset, split, is_wav, track_names)
+  track_list, is_wav = musdb_tracks.open_tracks(musdb_root, subset, split, is_wav, track_names, split_mode)
   separator = _as_separator(model_or_separator, window_seconds, batch_size)
   sources = separator.source_names
   musdb_tracks.check_sources(track_list[0], sources)
@@ -52,7 +53,7 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
   if len(todo) < len(track_list):
     log(f"skipping {len(track_list) - len(todo)} already scored track(s) in {output_dir}")
 
-  db_args = dict(root=musdb_root, is_wav=is_wav, subsets=subset, split=split)
+  db_args = dict(root=musdb_root, is_wav=is_wav, subsets=subset)
   with _Scorer(jobs, db_args, sources) as scorer:
     for track in _progress(todo, progress):
       if not scoring.is_scored(paths[MODEL, track.name]):

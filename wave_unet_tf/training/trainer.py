@@ -7,13 +7,10 @@ fine-tuning, if ``config.fine_tune``) restarts from the best checkpoint with the
 in the checkpoint, so running the same command again continues where the last run stopped.
 """
 
-import dataclasses
 import logging
 import math
 import os
 import time
-from typing import Optional
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -24,7 +21,8 @@ from wave_unet_tf.data import pipeline, tracks as track_finder
 from wave_unet_tf.model.saving import save_model
 from wave_unet_tf.model_sources import BEST_MODEL
 from wave_unet_tf.model.wave_unet import build_model
-from wave_unet_tf.training import run_folder, step as steps
+from wave_unet_tf.training import run_folder, settings, step as steps
+from wave_unet_tf.training.settings import DataOptions, RunOptions  # noqa: F401  (the trainer's API)
 from wave_unet_tf.training.strategy import is_chief, worker_id
 
 log = logging.getLogger(__name__)
@@ -32,48 +30,6 @@ log = logging.getLogger(__name__)
 
 class TrainingError(RuntimeError):
   """Training cannot go on (NaN loss, no validation data)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DataOptions:
-  """Where the tracks are and how they are read.
-
-  Attributes:
-    musdb_root: MUSDB18, MUSDB18-HQ or a folder in MUSDB18-HQ layout.
-    cache_dir: Decoded, resampled tracks are cached here (memory-mapped).
-    is_wav: MUSDB18-HQ layout; None detects it.
-    split_mode: ``official`` (musdb's train/valid split) or ``random`` (the original's 75/25, seed 1337).
-    channel_swap: Randomly swap stereo channels of training excerpts.
-    remix: Mix sources of different songs (as Demucs and Open-Unmix train).
-    max_validation_batches: Validate on at most this many batches (0: the whole validation set).
-  """
-
-  musdb_root: str
-  cache_dir: str
-  is_wav: Optional[bool] = None
-  split_mode: str = "official"
-  channel_swap: bool = False
-  remix: bool = False
-  max_validation_batches: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-  """How long and how often.
-
-  Attributes:
-    seed: Seeds the weights and the data stream (the stream resumes from the checkpointed step).
-    max_steps: Stop after this many steps in all (0: only early stopping ends the run); rerun to go on.
-    checkpoint_every: Also checkpoint every this many steps within an epoch (0: only after epochs).
-    summary_every: Write the training loss to TensorBoard every this many steps.
-    jit_compile: Compile each replica's forward and backward pass with XLA.
-  """
-
-  seed: int = 0
-  max_steps: int = 0
-  checkpoint_every: int = 500
-  summary_every: int = 20
-  jit_compile: bool = True
 
 
 class _State:
@@ -103,12 +59,9 @@ class Trainer:
     self.strategy = strategy or tf.distribute.get_strategy()
     self.chief = is_chief(self.strategy)
     run_folder.prepare(model_dir, config, write=self.chief)
-    self.train_tracks = track_finder.find_tracks(data.musdb_root, config, subset="train", split="train",
-                                                 is_wav=data.is_wav, split_mode=data.split_mode)
-    self.valid_tracks = track_finder.find_tracks(data.musdb_root, config, subset="train", split="valid",
-                                                 is_wav=data.is_wav, split_mode=data.split_mode)
-    if not self.valid_tracks:
-      raise TrainingError(f"--musdb_root={data.musdb_root}: no validation tracks (need at least two tracks)")
+    if not settings.check_resumable(model_dir, data, run) and self.chief:
+      settings.save(model_dir, data, run)
+    self.train_tracks, self.valid_tracks = self._find_tracks()
 
     keras.utils.set_random_seed(run.seed)
     with self.strategy.scope():
@@ -165,6 +118,8 @@ class Trainer:
         self._run_steps(train_step, batches, todo, batch_size)
       if self._steps_done_in_epoch() < c.steps_per_epoch:
         self.manager.save(checkpoint_number=int(self.state.step))
+        if not os.path.exists(os.path.join(self.model_dir, BEST_MODEL)):
+          self._save_best_model()  # stopped before the first validation: the latest model stands in
         return False  # max_steps reached within the epoch
       if self._end_epoch():
         return True
@@ -199,16 +154,21 @@ class Trainer:
 
   def _end_epoch(self) -> bool:
     """Validates, updates early stopping, checkpoints; True when the stage is over."""
-    loss = self.validate()
+    loss = self.validate() if self.valid_tracks else None
     self.state.epoch.assign_add(1)
     epoch, step = int(self.state.epoch), int(self.state.step)
+    if loss is None:  # no validation: the latest model is the best there is, and only max_epochs stops
+      self._save_best_model()
+      self.manager.save(checkpoint_number=step)
+      if self.chief:
+        tqdm.tqdm.write(f"epoch {epoch}: done (no validation tracks)")
+      return bool(self.config.max_epochs and epoch - int(self.state.stage_start_epoch) >= self.config.max_epochs)
     improved = loss < float(self.state.best_loss)
     if improved:
       self.state.best_loss.assign(loss)
       self.state.worse_epochs.assign(0)
       self.best_manager.save(checkpoint_number=step)
-      if self.chief:
-        save_model(self.model, os.path.join(self.model_dir, BEST_MODEL))
+      self._save_best_model()
     else:
       self.state.worse_epochs.assign_add(1)
     if self.valid_writer:
@@ -225,17 +185,36 @@ class Trainer:
     return (int(self.state.worse_epochs) >= self.config.patience or
             bool(self.config.max_epochs and stage_epochs >= self.config.max_epochs))
 
+  def _save_best_model(self):
+    if self.chief:
+      save_model(self.model, os.path.join(self.model_dir, BEST_MODEL))
+
   def _next_stage(self):
     self.state.stage.assign_add(1)
     self.state.worse_epochs.assign(0)
     self.state.stage_start_epoch.assign(self.state.epoch)
-    if int(self.state.stage) < len(self.stages()) and self.best_manager.latest_checkpoint:
+    if int(self.state.stage) < len(self.stages()) and self.best_manager.latest_checkpoint and self.valid_tracks:
       # The fine-tuning stage starts from the best model so far, as the paper does.
       tf.train.Checkpoint(model=self.model, optimizer=self.optimizer).restore(
           self.best_manager.latest_checkpoint).assert_existing_objects_matched()
     self.manager.save(checkpoint_number=int(self.state.step))
 
   # -- data, validation and summaries -------------------------------------------------------------------------
+
+  def _find_tracks(self):
+    """``(training tracks, validation tracks)``: a split of ``musdb_root``'s training tracks, or all of them
+    and those of ``validation_root``; no validation tracks for a dataset too small to split (said once)."""
+    d = self.data
+    find = lambda root, split: track_finder.find_tracks(root, self.config, subset="train", split=split,
+                                                        is_wav=d.is_wav, split_mode=d.split_mode, strict=d.strict_data)
+    if d.validation_root:
+      return find(d.musdb_root, None), find(d.validation_root, None)
+    train, valid = find(d.musdb_root, "train"), find(d.musdb_root, "valid")
+    if not valid:
+      log.warning("--musdb_root=%s: %d training track(s), too few to split; training without validation (no "
+                  "early stopping; best.keras is the latest model); give --validation_root to validate",
+                  d.musdb_root, len(train))
+    return train, valid
 
   def _training_batches(self, global_batch_size):
     """A distributed stream, re-seeded from the current step so a resumed run goes on deterministically.
