@@ -31,6 +31,10 @@ import numpy as np
 
 from wave_unet_tf.sizes import grid, sizes_for_bottleneck
 
+# 93 ms at 44.1 kHz: M5-HighSR streams it several times faster than real time. The streaming API and the
+# --block_frames flag of wave-unet-export share it (this module imports no TensorFlow, so --help stays fast).
+DEFAULT_BLOCK_FRAMES = 4096
+
 
 @dataclasses.dataclass(frozen=True)
 class Stream:
@@ -223,15 +227,21 @@ class StreamGraph:
     """Tensor names for the states (TFLite signature keys)."""
     return ["state_" + "".join(c if c.isalnum() else "_" for c in name) for name in self.state_specs]
 
+  def input_signature(self):
+    """``[mix, *states]`` as ``tf.TensorSpec``: ``[1, block_frames, channels]`` and ``[1, frames, features]``."""
+    import tensorflow as tf
+    signature = [tf.TensorSpec([1, self.block_frames, self.config.num_channels], tf.float32, name="mix")]
+    return signature + [tf.TensorSpec([1, frames, features], tf.float32, name=name)
+                        for (frames, features), name in zip(self.state_specs.values(), self.state_names())]
+
+  def flat_step(self, mix, *states):
+    """`step` with the states as arguments and float32 results: ``(sources tuple, states tuple)``."""
+    import tensorflow as tf
+    sources, next_states = self.step(mix, list(states))
+    return tuple(sources), tuple(tf.cast(s, tf.float32) for s in next_states)
+
   def function(self, jit_compile: bool = True):
     """The step as one ``tf.function`` over fixed shapes: ``f(mix, *states) -> (sources, states)``."""
     import tensorflow as tf
-    signature = [tf.TensorSpec([1, self.block_frames, self.config.num_channels], tf.float32, name="mix")]
-    signature += [tf.TensorSpec([1, frames, features], tf.float32, name=name)
-                  for (frames, features), name in zip(self.state_specs.values(), self.state_names())]
-
-    def step(mix, *states):
-      sources, next_states = self.step(mix, list(states))
-      return tuple(sources), tuple(tf.cast(s, tf.float32) for s in next_states)
-
-    return tf.function(step, input_signature=signature, jit_compile=jit_compile, autograph=False)
+    return tf.function(self.flat_step, input_signature=self.input_signature(), jit_compile=jit_compile,
+                       autograph=False)

@@ -23,9 +23,8 @@ from typing import Dict, List
 import numpy as np
 
 from wave_unet_tf import audio
+from wave_unet_tf.separation.stream_graph import DEFAULT_BLOCK_FRAMES
 from wave_unet_tf.sizes import model_context
-
-DEFAULT_BLOCK_FRAMES = 4096  # 93 ms at 44.1 kHz: M5-HighSR runs it several times faster than real time
 
 
 class KerasStreamStep:
@@ -159,8 +158,9 @@ class StreamingSeparator:
     model_or_path: a `WaveUNet`, a path `wave_unet_tf.load_model` reads, or a streaming ``.tflite`` file
       (``wave-unet-export --tflite_stream``), which brings its own block size.
     sample_rate: the stream's rate in Hz (default: the model's); soxr's streaming resampler converts it.
-    block_frames: samples per step at the model's rate, a multiple of ``2**num_layers``. Smaller blocks:
-      less latency, more overhead per sample.
+    block_frames: samples per step at the model's rate, a multiple of ``2**num_layers`` (default
+      `DEFAULT_BLOCK_FRAMES`; a streaming ``.tflite`` file's own). Smaller blocks: less latency, more
+      overhead per sample.
     channels: the stream's channels (1 or 2; default: the first chunk's).
     jit_compile: compile the step with XLA.
 
@@ -169,7 +169,7 @@ class StreamingSeparator:
       right context, plus under one block, plus the resamplers' delays when the rate differs.
   """
 
-  def __init__(self, model_or_path, sample_rate: int = None, block_frames: int = DEFAULT_BLOCK_FRAMES,
+  def __init__(self, model_or_path, sample_rate: int = None, block_frames: int = None,
                channels: int = None, jit_compile: bool = True):
     self.core = ModelRateStream(as_stream_step(model_or_path, block_frames, jit_compile))
     self.config = self.core.config
