@@ -130,3 +130,141 @@ def test_an_impulse_comes_out_latency_frames_after_it_went_in(block_frames, at):
   first = np.flatnonzero(np.any(np.abs(outputs - quiet["vocals"]) > 1e-7, axis=1))[0]
   assert first <= at - after  # the impulse reaches back at least the model's right context ...
   assert emitted_at[first] >= at + 1  # ... yet shows up only after it went in
+
+
+@pytest.mark.parametrize("rate,channels", [(11025, 2), (11025, 1), (6000, 1)])
+def test_stream_at_another_rate_matches_the_separator(rate, channels):
+  model = randomised(wut.build_model(tiny_config()))  # 8 kHz stereo
+  song = np.random.default_rng(4).uniform(-0.5, 0.5, (4001, channels)).astype(np.float32)
+  expected = wut.Separator(model, jit_compile=False).separate(song, rate)
+  stream = StreamingSeparator(model, sample_rate=rate, block_frames=32, jit_compile=False)
+  actual = stream_song(stream, song, chunk_sizes("random", len(song)))
+  for source in model.wave_unet_config.source_names:
+    assert actual[source].shape == song.shape
+    # soxr's streaming and one-shot resampling agree to float rounding (measured: < 1e-6).
+    np.testing.assert_allclose(actual[source], expected[source], atol=1e-5, rtol=0)
+
+
+def test_mono_stream_through_a_stereo_model_equals_the_separator():
+  model = randomised(wut.build_model(tiny_config()))
+  song = np.random.default_rng(5).uniform(-0.5, 0.5, (2000,)).astype(np.float32)
+  expected = wut.Separator(model, jit_compile=False).separate(song, 8000)
+  stream = StreamingSeparator(model, block_frames=16, jit_compile=False)
+  actual = stream_song(stream, song, chunk_sizes("random", len(song)))
+  for source in expected:
+    np.testing.assert_allclose(actual[source], expected[source], atol=1e-5, rtol=0)
+
+
+def test_reset_starts_a_new_song_and_silence_gives_the_models_response_to_silence():
+  model = randomised(wut.build_model(tiny_config()))
+  song = np.random.default_rng(6).uniform(-0.5, 0.5, (700, 2)).astype(np.float32)
+  stream = StreamingSeparator(model, block_frames=16, jit_compile=False)
+  stream.push(song[:300])
+  stream.reset()
+  again = stream_song(stream, song, [700])
+  np.testing.assert_allclose(again["vocals"], whole_song_pass(model, song)["vocals"], atol=1e-5)
+  silent = stream_song(stream, np.zeros((300, 2), np.float32), [300])
+  # Not the exact zeros Separator returns for an all-zero song: a stream cannot know it will stay silent.
+  np.testing.assert_allclose(silent["vocals"], whole_song_pass(model, np.zeros((300, 2), np.float32))["vocals"],
+                             atol=1e-5)
+
+
+def test_same_padding_models_and_off_grid_blocks_are_refused():
+  with pytest.raises(ValueError, match="same-padding"):
+    StreamingSeparator(wut.build_model(wut.get_preset("M1").replace(num_layers=3, num_initial_filters=4)))
+  model = wut.build_model(tiny_config())
+  for block_frames in (8, 24):
+    with pytest.raises(ValueError, match="multiple of 16"):
+      StreamingSeparator(model, block_frames=block_frames)
+  stream = StreamingSeparator(model, block_frames=16, jit_compile=False)
+  with pytest.raises(wut.audio.AudioError, match="NaN"):
+    stream.push(np.full((4, 2), np.nan, np.float32))
+  with pytest.raises(wut.audio.AudioError, match="channels"):
+    stream.push(np.zeros((4, 3), np.float32))
+
+
+@pytest.fixture(scope="module")
+def exported_stream(tmp_path_factory):
+  """A random tiny model exported by the command: ``(model, .keras path, streaming .tflite path)``."""
+  folder = tmp_path_factory.mktemp("stream_export")
+  model = randomised(wut.build_model(tiny_config(sample_rate=16000)))
+  model.save(str(folder / "model.keras"))
+  env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+  subprocess.run([sys.executable, "-m", "wave_unet_tf.export", f"--model={folder / 'model.keras'}",
+                  f"--tflite_stream={folder / 'stream.tflite'}", "--block_frames=32"],
+                 cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
+  return model, folder / "model.keras", folder / "stream.tflite"
+
+
+def test_streaming_tflite_runs_under_litert_alone_and_equals_the_stream(exported_stream, tmp_path):
+  model, _, path = exported_stream
+  song = np.random.default_rng(7).uniform(-0.5, 0.5, (3000, 2)).astype(np.float32)
+  np.save(tmp_path / "song.npy", song)
+  # Block by block with the state fed back, importing only LiteRT and numpy.
+  script = textwrap.dedent(f"""
+      import sys, numpy as np
+      from ai_edge_litert.interpreter import Interpreter
+      runner = Interpreter(model_path={str(path)!r}).get_signature_runner("serving_default")
+      inputs = runner.get_input_details()
+      states = {{name: np.zeros(d["shape"], np.float32) for name, d in inputs.items() if name != "mix"}}
+      block = inputs["mix"]["shape"][1]
+      song = np.load({str(tmp_path / 'song.npy')!r})
+      vocals = []
+      for start in range(0, len(song) - block + 1, block):
+        out = runner(mix=song[None, start:start + block], **states)
+        states = {{name: out["next_" + name] for name in states}}
+        vocals.append(out["vocals"][0])
+      np.save({str(tmp_path / 'vocals.npy')!r}, np.concatenate(vocals))
+      assert "tensorflow" not in sys.modules and "wave_unet_tf" not in sys.modules
+  """)
+  subprocess.run([sys.executable, "-I", "-c", script], check=True, capture_output=True, cwd=tmp_path)
+  from wave_unet_tf.separation.stream_graph import StreamGraph
+  graph = StreamGraph(model, 32)
+  step, states, expected = graph.function(jit_compile=False), graph.initial_states(), []
+  for start in range(0, len(song) - 31, 32):
+    sources, states = step(song[None, start:start + 32], *states)
+    expected.append(sources[-1].numpy()[0])
+  np.testing.assert_allclose(np.load(tmp_path / "vocals.npy"), np.concatenate(expected), atol=1e-4, rtol=0)
+  from tensorflow.lite.python import schema_py_generated as schema
+  flat = schema.Model.GetRootAsModel(path.read_bytes(), 0)
+  codes = [flat.OperatorCodes(i) for i in range(flat.OperatorCodesLength())]
+  assert all(c.CustomCode() is None for c in codes)  # builtin ops only
+
+
+def test_streaming_separator_takes_the_tflite_file(exported_stream):
+  model, _, path = exported_stream
+  song = np.random.default_rng(8).uniform(-0.5, 0.5, (2000, 2)).astype(np.float32)
+  stream = StreamingSeparator(str(path))
+  assert stream.block_frames == 32
+  actual = stream_song(stream, song, chunk_sizes("random", len(song)))
+  expected = whole_song_pass(model, song)
+  for source in expected:
+    np.testing.assert_allclose(actual[source], expected[source], atol=1e-4, rtol=0)
+  with pytest.raises(ValueError, match="blocks of 32"):
+    StreamingSeparator(str(path), block_frames=64)
+
+
+def test_live_command_streams_stdin_to_stdout(exported_stream, tmp_path):
+  import soundfile
+  model, keras_path, _ = exported_stream
+  song = np.random.default_rng(9).uniform(-0.5, 0.5, (6000, 2)).astype(np.float32)
+  soundfile.write(str(tmp_path / "song.flac"), song, 22050)  # another rate and a compressed format
+  env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+  with open(tmp_path / "song.flac", "rb") as stdin:
+    result = subprocess.run([sys.executable, "-m", "wave_unet_tf.separate", f"--model={keras_path}",
+                             "--block_frames=32", "--stdout=vocals", "--nojit_compile", "-"],
+                            stdin=stdin, capture_output=True, cwd=PROJECT_ROOT, env=env)
+  assert result.returncode == 0, result.stderr.decode()[-2000:]
+  (tmp_path / "vocals.wav").write_bytes(result.stdout)
+  written, rate = soundfile.read(str(tmp_path / "vocals.wav"), dtype="float32")
+  decoded, _ = soundfile.read(str(tmp_path / "song.flac"), dtype="float32")
+  assert rate == 22050 and written.shape == song.shape
+  np.testing.assert_allclose(written, wut.Separator(model).separate(decoded, 22050)["vocals"], atol=1e-5)
+
+
+def test_live_command_needs_stdin_and_stdout(exported_stream):
+  _, keras_path, _ = exported_stream
+  env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+  result = subprocess.run([sys.executable, "-m", "wave_unet_tf.separate", f"--model={keras_path}",
+                           "--block_frames=32", "song.wav"], capture_output=True, cwd=PROJECT_ROOT, env=env)
+  assert result.returncode == 1 and b"--block_frames=32" in result.stderr and b"Traceback" not in result.stderr
