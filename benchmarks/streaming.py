@@ -6,10 +6,13 @@ separation of the same song in the same run; optionally the streaming TFLite mod
 
 Random weights (speed does not depend on them), a random stereo song at the model's rate. Each stream is
 compiled and warmed up with one song first; the timed run pushes the song in blocks of the block size
-(what a live audio callback does) and flushes. The machine may be shared: compare ratios within one run.
+(what a live audio callback does) and flushes. Settings are timed in interleaved rounds and the best round
+of each is printed: the machine may be shared, so compare ratios within one run.
 """
 
+import functools
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -22,18 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 flags.DEFINE_string("preset", "M5-HighSR", "Preset to time.")
 flags.DEFINE_list("block_frames", ["4096", "16384"], "Block sizes to time in-process (XLA).")
 flags.DEFINE_float("seconds", 20.0, "Song length.")
-flags.DEFINE_integer("repeats", 2, "Timed runs per setting (best is printed).")
+flags.DEFINE_integer("repeats", 3, "Timed rounds (the best of each setting is printed).")
 flags.DEFINE_list("tflite_block_frames", ["4096"], "Block sizes to export and time as streaming TFLite models.")
 FLAGS = flags.FLAGS
-
-
-def _best(function, repeats):
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    function()
-    times.append(time.perf_counter() - start)
-  return min(times)
 
 
 def _stream_song(stream, song, block):
@@ -56,27 +50,36 @@ def main(argv):
   print(f"{FLAGS.preset}, {FLAGS.seconds:.0f} s song, {os.cpu_count()} CPU(s), random weights; best of "
         f"{FLAGS.repeats}", flush=True)
 
+  # Every setting is compiled and warmed up first, then timed in rounds (offline, then each stream), so that
+  # load from other processes on a shared machine weighs on all of them alike; the best round counts.
   separator = wut.Separator(model)
-  separator.separate(song, rate)  # compiles
-  offline = FLAGS.seconds / _best(lambda: separator.separate(song, rate), FLAGS.repeats)
-  print(f"offline Separator (default windows, XLA): {offline:6.1f}x real time", flush=True)
-
-  print("| block (samples) | block (ms) | latency (samples) | latency (s) | x real time | vs offline |")
-  print("|---|---|---|---|---|---|")
-
-  def row(name, stream, block):
-    _stream_song(stream, song, block)  # compiles and warms up
-    speed = FLAGS.seconds / _best(lambda: _stream_song(stream, song, block), FLAGS.repeats)
-    print(f"| {name} {block} | {1000 * block / rate:.0f} | {stream.latency_frames} | "
-          f"{stream.latency_frames / rate:.2f} | {speed:.1f} | {speed / offline:.2f} |", flush=True)
-
+  settings = [("offline Separator (default windows, XLA)", lambda: separator.separate(song, rate), None)]
   for block in map(int, FLAGS.block_frames):
-    row("in-process XLA", StreamingSeparator(model, block_frames=block), block)
+    stream = StreamingSeparator(model, block_frames=block)
+    settings.append((f"in-process XLA {block}", functools.partial(_stream_song, stream, song, block), stream))
+  scratch = tempfile.mkdtemp()
   for block in map(int, filter(None, FLAGS.tflite_block_frames)):
     from wave_unet_tf.deploy.tflite_stream import export_tflite_stream
-    with tempfile.TemporaryDirectory() as scratch:
-      path = export_tflite_stream(model, os.path.join(scratch, "stream.tflite"), block)
-      row("TFLite (LiteRT)", StreamingSeparator(path), block)
+    stream = StreamingSeparator(export_tflite_stream(model, os.path.join(scratch, f"stream{block}.tflite"), block))
+    settings.append((f"TFLite (LiteRT) {block}", functools.partial(_stream_song, stream, song, block), stream))
+  best = {}
+  for name, run, _ in settings:
+    run()  # compiles and warms up
+  for _ in range(FLAGS.repeats):
+    for name, run, _ in settings:
+      start = time.perf_counter()
+      run()
+      best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
+  offline = FLAGS.seconds / best[settings[0][0]]
+  print(f"{settings[0][0]}: {offline:.1f}x real time")
+  print("| stream, block (samples) | block (ms) | latency (samples) | latency (s) | x real time | vs offline |")
+  print("|---|---|---|---|---|---|")
+  for name, _, stream in settings[1:]:
+    speed = FLAGS.seconds / best[name]
+    block = stream.block_frames
+    print(f"| {name} | {1000 * block / rate:.0f} | {stream.latency_frames} | {stream.latency_frames / rate:.2f} | "
+          f"{speed:.1f} | {speed / offline:.2f} |", flush=True)
+  shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
