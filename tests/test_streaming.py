@@ -62,6 +62,8 @@ def stream_song(stream, song, sizes):
     emitted += len(next(iter(out.values())))
     if not stream.resampling:
       assert emitted == max(0, done - stream.latency_frames)  # as many out as in, latency_frames later
+    elif emitted:  # soxr's streams add their delays (and round each chunk to whole samples)
+      assert stream.latency_frames - 6 <= done - emitted <= stream.latency_frames
   outputs.append(stream.flush())
   return {s: np.concatenate([o[s] for o in outputs]) for s in stream.source_names}
 

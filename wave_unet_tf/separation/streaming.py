@@ -17,7 +17,6 @@ cannot know a song will stay silent, so it gives the model's response to silence
 where `Separator` returns exact zeros for a song that is all zeros.
 """
 
-import math
 from typing import Dict, List
 
 import numpy as np
@@ -192,12 +191,9 @@ class StreamingSeparator:
 
   @property
   def latency_frames(self) -> int:
-    ratio = self.sample_rate / self.config.sample_rate
-    latency = self.core.latency_frames * ratio
-    if self.resampling:
-      # soxr holds back its filter's reach: measured in output samples on each side.
-      latency += self._front_delay + self._back_delay
-    return int(math.ceil(latency))
+    if not self.resampling:
+      return self.core.latency_frames
+    return self._resampled_latency
 
   def reset(self):
     """Forgets the stream: the next push starts a new song."""
@@ -205,7 +201,10 @@ class StreamingSeparator:
     self.channels = self._fixed_channels
     self._frames_in = self._frames_out = 0
     self._front = self._back = None
-    self._front_delay, self._back_delay = _resampler_delays(self.sample_rate, self.config.sample_rate)
+    self._held = {source: [] for source in self.source_names}
+    if self.resampling and not hasattr(self, "_resampled_latency"):
+      self._resampled_latency = _resampled_latency(self.sample_rate, self.config.sample_rate,
+                                                   self.core.latency_frames)
 
   def push(self, chunk: np.ndarray) -> Dict[str, np.ndarray]:
     """``chunk [n, channels]`` (or ``[n]``) float32 at ``sample_rate`` -> ``{source: [m, channels]}``."""
@@ -254,11 +253,17 @@ class StreamingSeparator:
     return chunk
 
   def _back_out(self, estimates, last):
+    """Resamples the core's output back and releases it on the fixed schedule: everything up to
+    ``latency_frames`` samples behind the input (soxr's streams deliver in bursts), all of it at the end."""
+    due = self._frames_in - self._frames_out - (0 if last or not self.resampling else self.latency_frames)
     out = {}
     for source in self.source_names:
       estimate = estimates[source]
       if self.resampling:
-        estimate = self._back[source].resample_chunk(estimate, last=last)
+        self._held[source].append(self._back[source].resample_chunk(estimate, last=last))
+        held = np.concatenate(self._held[source])
+        estimate, rest = held[:max(0, due)], held[max(0, due):]
+        self._held[source] = [rest] if len(rest) and not last else []
       # Never more than came in: the tail of the last resampled block is cut at the song's end.
       estimate = estimate[:max(0, self._frames_in - self._frames_out)]
       out[source] = np.ascontiguousarray(audio.convert_channels(estimate, self.channels), np.float32)
@@ -266,12 +271,23 @@ class StreamingSeparator:
     return out
 
 
-def _resampler_delays(from_rate, to_rate):
-  """soxr's delay in output samples of the input and the output resampler (0 without resampling)."""
-  if from_rate == to_rate:
-    return 0.0, 0.0
+def _resampled_latency(rate: int, model_rate: int, core_latency: int) -> int:
+  """The fixed latency at ``rate``, in its samples: the core's, plus what soxr's streaming resamplers hold
+  back on the way in and out, which varies as they work in internal blocks. Measured once by running
+  the two resamplers (the core as a fixed delay) over two seconds of input in small and large chunks, and
+  taking the most they ever held back."""
   import soxr
-  probe = np.zeros((0, 1), np.float32)
-  front, back = soxr.ResampleStream(from_rate, to_rate, 1, quality="HQ"), soxr.ResampleStream(to_rate, from_rate, 1, quality="HQ")
-  front.resample_chunk(probe), back.resample_chunk(probe)
-  return front.delay() * from_rate / to_rate, back.delay()
+  most = 0
+  for chunk in (2, 64, 4096):
+    front = soxr.ResampleStream(rate, model_rate, 1, quality="HQ")
+    back = soxr.ResampleStream(model_rate, rate, 1, quality="HQ")
+    pushed = model_in = model_out = emitted = 0
+    while pushed < 2 * rate + core_latency * rate // model_rate:
+      pushed += chunk
+      model_in += len(front.resample_chunk(np.zeros((chunk, 1), np.float32)))
+      ready = max(0, model_in - core_latency) - model_out
+      model_out += ready
+      emitted += len(back.resample_chunk(np.zeros((ready, 1), np.float32)))
+      if emitted:
+        most = max(most, pushed - emitted)
+  return most + 2  # whole-sample rounding of other chunk sizes
