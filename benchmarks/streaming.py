@@ -27,6 +27,9 @@ flags.DEFINE_list("block_frames", ["4096", "16384"], "Block sizes to time in-pro
 flags.DEFINE_float("seconds", 20.0, "Song length.")
 flags.DEFINE_integer("repeats", 3, "Timed rounds (the best of each setting is printed).")
 flags.DEFINE_list("tflite_block_frames", ["4096"], "Block sizes to export and time as streaming TFLite models.")
+flags.DEFINE_bool("xla_legacy_cpu_runtime", True, "Run XLA's CPU code on its older (non-thunk) runtime, for "
+                  "offline and streaming alike (XLA_FLAGS=--xla_cpu_use_thunk_runtime=false): much faster for the "
+                  "streaming step's many small operations on this CPU.")
 FLAGS = flags.FLAGS
 
 
@@ -38,6 +41,8 @@ def _stream_song(stream, song, block):
 
 def main(argv):
   del argv
+  if FLAGS.xla_legacy_cpu_runtime:  # read by XLA when TensorFlow first compiles, so set before importing it
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_thunk_runtime=false").strip()
   import numpy as np
   import wave_unet_tf as wut
   from wave_unet_tf.separation.streaming import StreamingSeparator
@@ -48,7 +53,7 @@ def main(argv):
   song = np.random.default_rng(0).uniform(-0.5, 0.5, (int(FLAGS.seconds * rate), config.num_channels)).astype(
       np.float32)
   print(f"{FLAGS.preset}, {FLAGS.seconds:.0f} s song, {os.cpu_count()} CPU(s), random weights; best of "
-        f"{FLAGS.repeats}", flush=True)
+        f"{FLAGS.repeats}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
 
   # Every setting is compiled and warmed up first, then timed in rounds (offline, then each stream), so that
   # load from other processes on a shared machine weighs on all of them alike; the best round counts.

@@ -108,6 +108,23 @@ def test_stream_of_random_configs_equals_the_whole_song_pass(changes, blocks):
   assert_exact(model, blocks * grid(model.wave_unet_config), "random", song_frames=1500)
 
 
+@pytest.mark.parametrize("changes", [{}, {"upsampling": "linear", "merge_filter_size": 4}])
+def test_folded_and_plain_up_blocks_compute_the_same_stream(changes):
+  from wave_unet_tf.separation.stream_graph import StreamGraph
+  model = randomised(wut.build_model(tiny_config(**changes)))
+  song = np.random.default_rng(2).uniform(-0.5, 0.5, (1, 640, 2)).astype(np.float32)
+  results = []
+  for fold in (True, False):
+    graph = StreamGraph(model, 32, fold_upsampling=fold)
+    step, states, outputs = graph.function(jit_compile=False), graph.initial_states(), []
+    for start in range(0, song.shape[1], 32):
+      sources, states = step(song[:, start:start + 32], *states)
+      outputs.append(sources[-1].numpy())
+    results.append((graph.output_delay, np.concatenate(outputs, axis=1)))
+  assert results[0][0] == results[1][0]
+  np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-5)
+
+
 @pytest.mark.parametrize("block_frames", [16, 48])
 @pytest.mark.parametrize("at", [601, 610])
 def test_an_impulse_comes_out_latency_frames_after_it_went_in(block_frames, at):

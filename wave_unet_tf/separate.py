@@ -130,7 +130,8 @@ def _main_live(inputs):
   cli.quiet_tensorflow()
   if FLAGS.jit_compile:
     cli.use_compile_cache(FLAGS.compile_cache)
-  from wave_unet_tf.separation.live import run_live
+  from wave_unet_tf.separation.live import prefer_fast_xla_cpu_runtime, run_live
+  prefer_fast_xla_cpu_runtime()
   run_live(FLAGS.model, FLAGS.block_frames, FLAGS.stdout, sys.stdin.buffer, sys.stdout.buffer,
            jit_compile=FLAGS.jit_compile)
 

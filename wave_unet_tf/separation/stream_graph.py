@@ -58,8 +58,10 @@ class Stream:
 class _Walk:
   """Runs (or, with ``states`` None, only plans) the streaming ops, collecting the state they keep."""
 
-  def __init__(self, states: Optional[Dict[str, object]] = None, folded: Optional[Dict[str, tuple]] = None):
+  def __init__(self, states: Optional[Dict[str, object]] = None, folded: Optional[Dict[str, tuple]] = None,
+               fold_upsampling: bool = True):
     self.states = states
+    self.fold_upsampling = fold_upsampling
     self.folded = folded or {}  # up block name -> `fold_up_kernels`, computed once outside the step
     self.specs: Dict[str, Tuple[int, int]] = {}  # state name -> (frames, features), in walk order
     self.next_states: Dict[str, object] = {}
@@ -136,11 +138,11 @@ class _Walk:
     """``conv([crop(skip), upsample(x)])`` (the model's up block) with the upsampling folded into the
     convolution, as `wave_unet_tf.separation.polyphase` does offline: a fifth fewer multiply-adds on the
     upsampled features and no upsampled or concatenated tensor. Falls back to the plain ops when the
-    upsampled features would need a delay (not so in the paper's configs)."""
+    upsampled features would need a delay (not so in the paper's configs), or when asked to."""
     upsampled = Stream(None, 2 * x.delay + 1, 2 * x.frames, x.features, 2 * x.length - 1)  # as `upsample`
     offset = (skip.length - upsampled.length) // 2
     delay = max(upsampled.delay, skip.delay + offset)
-    if delay != upsampled.delay:
+    if delay != upsampled.delay or not self.fold_upsampling:
       merged = self.crop_concat(name, skip, self.upsample(name + "/upsample", x, keep))
       return self.conv(name, layer, kernel_size, filters, merged)
     # The skip's delay line and the convolution's cache are one: lag + K - 1 earlier frames.
@@ -249,6 +251,9 @@ def _walk_network(model, walk: _Walk, mix: Stream):
 class StreamGraph:
   """The streaming step of ``model`` for blocks of ``block_frames`` samples at the model's rate.
 
+  ``fold_upsampling=False`` runs the up blocks as the model does (upsample, crop-and-concat, convolve)
+  instead of folding the upsampling into the convolution (the same result, slower).
+
   Attributes:
     config: the model's config.
     block_frames: input samples per step (a multiple of the grid ``2**num_layers``).
@@ -257,7 +262,7 @@ class StreamGraph:
       pass over the same input stream.
   """
 
-  def __init__(self, model, block_frames: int):
+  def __init__(self, model, block_frames: int, fold_upsampling: bool = True):
     config = model.wave_unet_config
     if not config.context:
       raise ValueError("streaming needs a model with context (valid convolutions); a same-padding model "
@@ -269,7 +274,8 @@ class StreamGraph:
     self.model = model
     self.config = config
     self.block_frames = block_frames
-    walk = _Walk()
+    self.fold_upsampling = fold_upsampling
+    walk = _Walk(fold_upsampling=fold_upsampling)
     _, self.output_delay = _walk_network(model, walk, self._mix_stream(None))
     self.state_specs = dict(walk.specs)
     self._folded = None
@@ -300,7 +306,7 @@ class StreamGraph:
   def step(self, mix, states: List[object]):
     """One block: ``mix [1, block_frames, channels]`` and the states -> ``(sources, next states)``, sources
     a list ``[1, block_frames, channels]`` in ``config.source_names`` order."""
-    walk = _Walk(dict(zip(self.state_specs, states)), self._folded_kernels())
+    walk = _Walk(dict(zip(self.state_specs, states)), self._folded_kernels(), self.fold_upsampling)
     sources, _ = _walk_network(self.model, walk, self._mix_stream(mix))
     return sources, [walk.next_states[name] for name in self.state_specs]
 

@@ -37,14 +37,16 @@ class KerasStreamStep:
     from wave_unet_tf.separation.stream_graph import StreamGraph
     self.graph = StreamGraph(model, block_frames)
     self.config, self.block_frames, self.output_delay = model.wave_unet_config, block_frames, self.graph.output_delay
-    self._function = self.graph.function(jit_compile=jit_compile)
+    # The concrete function: calling it skips tf.function's signature matching (~ms per block).
+    self._function = self.graph.function(jit_compile=jit_compile).get_concrete_function()
 
   def initial_states(self) -> List[object]:
     return self.graph.initial_states()
 
   def run(self, mix: np.ndarray, states):
     """``mix [1, block_frames, channels]`` -> ``(list of [block_frames, channels] per source, states)``."""
-    sources, states = self._function(mix, *states)
+    import tensorflow as tf
+    sources, states = self._function(tf.constant(mix), *states)
     return [s.numpy()[0] for s in sources], states
 
 
