@@ -287,3 +287,13 @@ def test_live_command_needs_stdin_and_stdout(exported_stream):
   result = subprocess.run([sys.executable, "-m", "wave_unet_tf.separate", f"--model={keras_path}",
                            "--block_frames=32", "song.wav"], capture_output=True, cwd=PROJECT_ROOT, env=env)
   assert result.returncode == 1 and b"--block_frames=32" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_export_refuses_an_off_grid_block_in_one_line(exported_stream, tmp_path):
+  _, keras_path, _ = exported_stream
+  env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+  result = subprocess.run([sys.executable, "-m", "wave_unet_tf.export", f"--model={keras_path}",
+                           f"--tflite_stream={tmp_path / 's.tflite'}", "--block_frames=24"],
+                          capture_output=True, cwd=PROJECT_ROOT, env=env)
+  assert result.returncode == 1 and b"block_frames=24" in result.stderr and b"Traceback" not in result.stderr
+  assert not (tmp_path / "s.tflite").exists()

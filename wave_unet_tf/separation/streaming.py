@@ -67,7 +67,9 @@ def as_stream_step(model_or_path, block_frames: int, jit_compile: bool = True):
   if hasattr(model, "run") and hasattr(model, "output_delay"):
     return model
   if not hasattr(model, "wave_unet_config"):
-    raise TypeError(f"{type(model).__name__} is not a Wave-U-Net model (a .keras file, a streaming .tflite, ...)")
+    name = model_or_path if isinstance(model_or_path, str) else type(model).__name__
+    raise ValueError(f"{name}: streaming needs a Keras model (.keras, a training folder, a TF1 checkpoint) or a "
+                     f"streaming .tflite (wave-unet-export --tflite_stream)")
   return KerasStreamStep(model, DEFAULT_BLOCK_FRAMES if block_frames is None else block_frames, jit_compile)
 
 
