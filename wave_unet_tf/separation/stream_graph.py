@@ -133,7 +133,6 @@ class _Walk:
     tensor = None if self.planning else _concat(skip.tensor, x.tensor)
     return Stream(tensor, delay, x.frames, skip.features + x.features, x.length)
 
-
   def up_block(self, name, x: Stream, skip: Stream, layer, kernel_size: int, filters: int, keep) -> Stream:
     """``conv([crop(skip), upsample(x)])`` (the model's up block) with the upsampling folded into the
     convolution, as `wave_unet_tf.separation.polyphase` does offline: a fifth fewer multiply-adds on the
