@@ -144,10 +144,16 @@ class ModelRateStream:
     count = max(0, min(until - self._frames_out, self._ready_frames))
     out = {}
     for source in self.sources:
-      ready = np.concatenate(self._ready[source]) if self._ready[source] else np.zeros(
-          (0, self.config.num_channels), np.float32)
-      out[source], rest = ready[:count], ready[count:]
-      self._ready[source] = [rest] if len(rest) else []
+      # Whole blocks off the front of the queue; only the last one taken is split.
+      ready, taken, parts = self._ready[source], 0, []
+      while taken < count:
+        piece = ready.pop(0)
+        if taken + len(piece) > count:
+          piece, rest = piece[:count - taken], piece[count - taken:]
+          ready.insert(0, rest)
+        parts.append(piece)
+        taken += len(piece)
+      out[source] = np.concatenate(parts) if parts else np.zeros((0, self.config.num_channels), np.float32)
     self._ready_frames -= count
     self._frames_out += count
     return out
