@@ -21,6 +21,7 @@ _LAZY = {
     "load_model": "wave_unet_tf.model_sources",
     "convert_tf1_checkpoint": "wave_unet_tf.conversion.tf1_checkpoint",
     "Separator": "wave_unet_tf.separation.separator",
+    "StreamingSeparator": "wave_unet_tf.separation.streaming",
 }
 
 

@@ -9,6 +9,7 @@ import os
 from absl import flags
 
 from wave_unet_tf import cli
+from wave_unet_tf.separation.stream_graph import DEFAULT_BLOCK_FRAMES
 
 flags.DEFINE_string("model", None, "A .keras file, a training --model_dir, an original TF1 checkpoint, an http(s):// "
                     "URL of a .keras file or hf:// (see wave_unet_tf.load_model).")
@@ -21,6 +22,11 @@ flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
 flags.DEFINE_boolean("xla", True, "Compile the SavedModel's signatures with XLA (the in-process speed; TF Serving "
                      "needs --xla_cpu_compilation_enabled=true, else call serving_default_noxla or "
                      "separate_noxla). --noxla: only the uncompiled signatures.")
+# Real-time streaming model (issue 16): one block in, one block out, the cached features as state tensors.
+flags.DEFINE_string("tflite_stream", None, "Write a streaming TFLite model (one block in, one block of each "
+                    "source out, the state as explicit tensors) to this .tflite path.")
+flags.DEFINE_integer("block_frames", DEFAULT_BLOCK_FRAMES, "Samples per block of --tflite_stream, at the "
+                     "model's rate (a multiple of 2**num_layers).")
 flags.DEFINE_boolean("overwrite", False, "Replace existing outputs.")
 flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
@@ -29,15 +35,18 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS.saved_model_dir and not FLAGS.tflite:
-    raise cli.UsageError("give --saved_model_dir, --tflite or both")
-  if FLAGS.tflite:
-    if not FLAGS.tflite.endswith(".tflite"):
-      raise cli.UsageError(f"--tflite={FLAGS.tflite}: the file name must end in .tflite")
-    if os.path.exists(FLAGS.tflite) and not FLAGS.overwrite:
-      raise cli.UsageError(f"--tflite={FLAGS.tflite}: already exists (pass --overwrite to replace it)")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.tflite))):
-      raise cli.UsageError(f"--tflite={FLAGS.tflite}: its folder does not exist")
+  if not FLAGS.saved_model_dir and not FLAGS.tflite and not FLAGS.tflite_stream:
+    raise cli.UsageError("give --saved_model_dir, --tflite, --tflite_stream or several")
+  for flag in ("tflite", "tflite_stream"):
+    path = FLAGS[flag].value
+    if not path:
+      continue
+    if not path.endswith(".tflite"):
+      raise cli.UsageError(f"--{flag}={path}: the file name must end in .tflite")
+    if os.path.exists(path) and not FLAGS.overwrite:
+      raise cli.UsageError(f"--{flag}={path}: already exists (pass --overwrite to replace it)")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+      raise cli.UsageError(f"--{flag}={path}: its folder does not exist")
   cli.quiet_tensorflow()
   from wave_unet_tf.deploy import saved_model, tflite
   from wave_unet_tf.model_sources import load_model, NotAModelError
@@ -55,6 +64,11 @@ def main(argv):
   if FLAGS.tflite:
     tflite.export_tflite(model, FLAGS.tflite, FLAGS.quantize, FLAGS.window_seconds)
     print(f"wrote {FLAGS.tflite} ({FLAGS.quantize}, {os.path.getsize(FLAGS.tflite) / 1e6:.1f} MB)")
+  if FLAGS.tflite_stream:
+    from wave_unet_tf.deploy.tflite_stream import export_tflite_stream
+    export_tflite_stream(model, FLAGS.tflite_stream, FLAGS.block_frames)
+    print(f"wrote {FLAGS.tflite_stream} (streaming, blocks of {FLAGS.block_frames} samples, "
+          f"{os.path.getsize(FLAGS.tflite_stream) / 1e6:.1f} MB)")
 
 
 def run():

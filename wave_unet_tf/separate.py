@@ -29,6 +29,10 @@ flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA (faste
 flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
                     "between runs ('' for none).")
 flags.DEFINE_bool("progress", True, "Show a progress bar per file.")
+# Real-time streaming (issue 16): `--block_frames N - --stdout=SOURCE` separates stdin as it comes.
+flags.DEFINE_integer("block_frames", None, "Real-time streaming: samples per block at the model's rate (a "
+                     "multiple of 2**num_layers); unset: offline framing. Needs the input '-' and --stdout.")
+flags.DEFINE_string("stdout", None, "Write this source to stdout as a WAV stream.")
 flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
 
@@ -84,6 +88,8 @@ def separate_file(separator, path, output_dir, codec, progress=True):
 
 def main(argv):
   inputs = argv[1:]
+  if FLAGS.block_frames is not None:
+    return _main_live(inputs)
   if not inputs:
     raise cli.UsageError("give one or more audio files to separate")
   if FLAGS.window_seconds <= 0:
@@ -114,6 +120,20 @@ def main(argv):
           flush=True)
   if failures:
     raise RuntimeError(f"{len(failures)} of {len(inputs)} input(s) failed: {', '.join(failures)}")
+
+
+def _main_live(inputs):
+  """``--block_frames N - --stdout=SOURCE``: a live stream from stdin to stdout."""
+  if inputs != ["-"] or not FLAGS.stdout:
+    raise cli.UsageError(f"--block_frames={FLAGS.block_frames}: streams stdin to stdout; give the input '-' "
+                         "and --stdout=SOURCE")
+  cli.quiet_tensorflow()
+  if FLAGS.jit_compile:
+    cli.use_compile_cache(FLAGS.compile_cache)
+  from wave_unet_tf.separation.live import prefer_fast_xla_cpu_runtime, run_live
+  prefer_fast_xla_cpu_runtime()
+  run_live(FLAGS.model, FLAGS.block_frames, FLAGS.stdout, sys.stdin.buffer, sys.stdout.buffer,
+           jit_compile=FLAGS.jit_compile)
 
 
 def run():
