@@ -4,6 +4,7 @@ papermill does, so the notebook's own code runs unchanged."""
 
 import ast
 import os
+import pathlib
 import sys
 
 import pytest
@@ -14,7 +15,9 @@ nbformat = pytest.importorskip("nbformat")
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = ("01_separate_a_song.ipynb", "02_train_on_musdb.ipynb", "03_export_serving_tflite.ipynb")
-BADGE = "https://colab.research.google.com/github/wave-unet-tf/wave-unet-tf/blob/main/notebooks/{}"
+# The project's repository: the notebooks' set-up cells install from it and their Colab badges open it.
+REPOSITORY = "https://github.com/wave-unet-tf/wave-unet-tf"
+BADGE = REPOSITORY.replace("https://github.com/", "https://colab.research.google.com/github/") + "/blob/main/notebooks/{}"
 
 # A model that trains in seconds (as tests/test_training.py's TINY): one epoch of 6 steps on 3 s toy songs.
 TINY_TRAIN_FLAGS = ("--max_epochs=1 --steps_per_epoch=6 --num_layers=3 --num_initial_filters=4 --sample_rate=8000 "
@@ -57,6 +60,57 @@ def execute(name, directory, timeout=300, **parameters):
 def text_output(notebook):
   return "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                  for output in cell.get("outputs", []))
+
+
+def setup_cell(notebook):
+  return notebook.cells[1]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_names_the_repository_once_and_its_badge_opens_it(name):
+  notebook = read(name)
+  text = "".join(cell.source for cell in notebook.cells)
+  assert text.count("github.com/") == text.count(REPOSITORY.split("//")[1]) + text.count("github.com/f90/")
+  assert f'REPOSITORY = "{REPOSITORY}"' in setup_cell(notebook).source.splitlines()[1]
+  assert text.count(REPOSITORY) == 1 and BADGE.format(name) in notebook.cells[0].source
+
+
+@pytest.mark.slow
+def test_setup_cell_installs_the_project_from_its_repository_where_nothing_is_installed(tmp_path):
+  """The set-up cell as a fresh Colab runtime runs it: wave_unet_tf not importable, the repository cloned
+  and pip-installed. The repository is this clone (file://); the virtual environment sees the machine's
+  site-packages as a plain folder, so TensorFlow is there but the editable install of this checkout is not."""
+  import site
+  import subprocess
+  import venv
+
+  env_dir = tmp_path / "venv"
+  venv.create(env_dir, with_pip=True)  # pip installs into the environment the kernel runs in
+  python = env_dir / "bin" / "python"
+  purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+  # A path line, not a site dir: the .pth files in it (this checkout's editable install) are not run.
+  (pathlib.Path(purelib) / "machine.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env.update(PIP_NO_BUILD_ISOLATION="false", PIP_DISABLE_PIP_VERSION_CHECK="1",
+             PATH=f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+  hidden = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('wave_unet_tf'))"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+  assert hidden.stdout.strip() == "None", hidden.stdout + hidden.stderr
+
+  source = setup_cell(read(NOTEBOOKS[0])).source.replace(REPOSITORY, f"file://{PROJECT_ROOT}")
+  script = (f"from IPython.core.interactiveshell import InteractiveShell\n"
+            f"shell = InteractiveShell.instance()\n"
+            f"result = shell.run_cell({source!r})\n"
+            f"result.raise_error()\n"
+            f"print('module', shell.user_ns['wut'].__file__)\n"
+            f"print('project', shell.user_ns['PROJECT'])\n")
+  result = subprocess.run([str(python), "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=600)
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+  lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith(("module", "project")))
+  assert lines["module"].startswith(purelib)  # installed into the fresh environment, not this checkout
+  assert lines["project"] == str(tmp_path / "wave-unet-tf") and (tmp_path / "wave-unet-tf" / "train.py").exists()
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
