@@ -14,7 +14,7 @@ from wave_unet_tf.separation.stream_graph import DEFAULT_BLOCK_FRAMES
 flags.DEFINE_string("model", None, "A .keras file, a training --model_dir, an original TF1 checkpoint, an http(s):// "
                     "URL of a .keras file or hf:// (see wave_unet_tf.load_model).")
 flags.DEFINE_string("saved_model_dir", None, "Write a SavedModel here (TF Serving wants <name>/<version>).")
-flags.DEFINE_string("tflite", None, "Write a TFLite model of the fixed-frame forward pass to this .tflite path.")
+flags.DEFINE_string("tflite", None, "Write a TFLite model of the fixed-window forward pass to this .tflite path.")
 flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic"],
                   "TFLite weights: float32, float16, or dynamic-range int8.")
 flags.DEFINE_float("window_seconds", None, "Output seconds per exported window (default: the training window).")

@@ -1,17 +1,17 @@
 """The inference graph exported to TFLite: the polyphase up path (`wave_unet_tf.separation.polyphase`) in ops
-that LiteRT's XNNPACK delegate runs whole, on fixed frame sizes.
+that LiteRT's XNNPACK delegate runs whole, on fixed window sizes.
 
-What kept the Keras graph at a third of the in-process speed under LiteRT, measured on a 2-core CPU:
+What kept the Keras graph well below the in-process speed under LiteRT (figures: README, benchmarks/export.py):
   - threads: the interpreter's default is one thread (`wave_unet_tf.deploy.tflite` now asks for one per core);
   - decimation ``x[:, ::2]``: a STRIDED_SLICE with stride 2, which XNNPACK does not take, so it runs in
-    TFLite's reference kernel (6x slower than the same step as a reshape) and cuts the delegated graph into
+    TFLite's reference kernel (several times slower than the same step as a reshape) and cuts the delegated graph into
     pieces at every level. Here the frames are paired by a reshape ``[T, F] -> [T / 2, 2F]`` and the first
     ``F`` features kept (a unit-stride slice);
   - the upsampling, concatenation and convolution of the up blocks at the high rate: here one convolution
     of the cropped skip plus one of the low-rate features with the phase-stacked kernel, then a reshape.
 Every tensor is ``[batch, 1, frames, features]`` (NHWC, as CONV_2D wants it), so the convolutions need no
 reshapes around them. The graph computes the model's inference-mode function (to float rounding) on the
-frame sizes it was traced with, in the input's dtype (float32: a mixed-precision model's weights are cast up;
+window sizes it was traced with, in the input's dtype (float32: a mixed-precision model's weights are cast up;
 the TFLite converter's float16 option halves the file instead); the outputs layer is the model's own.
 """
 

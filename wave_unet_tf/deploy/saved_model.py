@@ -7,11 +7,11 @@ refuse XLA (TF Serving without ``--xla_cpu_compilation_enabled=true``) call thei
 
 Signatures:
   serving_default: ``mix`` float32 ``[batch, input_frames, channels]`` -> ``{source: [batch, output_frames,
-    channels]}``; fixed frame sizes, batch free: what TF Serving batches well.
+    channels]}``; fixed window sizes, batch free: what TF Serving batches well.
   separate: ``waveform`` float32 ``[samples, channels]`` at the model's rate, any length -> ``{source:
     [samples, channels]}``; the whole song in one request, framed inside the graph on the model's
     shift-equivariance grid, so the result equals `Separator`'s.
-The config (rate, channels, sources, frame sizes) is the asset ``assets/wave_unet_config.json``.
+The config (rate, channels, sources, window sizes) is the asset ``assets/wave_unet_config.json``.
 """
 
 import functools
@@ -76,8 +76,8 @@ def _separate_fn(model, plan: windows.WindowPlan, xla: bool):
 
 
 def fixed_window_plan(config: Config, window_seconds: float = None) -> windows.WindowPlan:
-  """The frame of a fixed-shape export: ``window_seconds`` of output, or else the training frame (`io_sizes`)."""
-  # A nominal long song: the frame sizes do not depend on its length.
+  """The window of a fixed-shape export: ``window_seconds`` of output, or else the training window (`io_sizes`)."""
+  # A nominal long song: the window sizes do not depend on its length.
   if window_seconds is None:
     input_frames, output_frames = io_sizes(config)
     return windows.plan_windows(config, song_frames=10 * output_frames, input_frames=input_frames)
@@ -86,7 +86,7 @@ def fixed_window_plan(config: Config, window_seconds: float = None) -> windows.W
 
 
 def window_info(config: Config, plan: windows.WindowPlan) -> dict:
-  """What a client needs to tile a song itself: frame k reads song samples from ``k * stride -
+  """What a client needs to tile a song itself: window k reads song samples from ``k * stride -
   context_before`` (zeros outside the song) and its outputs ``[keep_offset, keep_offset + stride)`` are song
   samples ``[k * stride, (k + 1) * stride)``."""
   return {"config": config.to_dict(), "input_frames": plan.input_frames, "output_frames": plan.output_frames,
@@ -102,7 +102,7 @@ def export_saved_model(model, directory: str, window_seconds: float = None, batc
     model: a `WaveUNet`.
     directory: the SavedModel folder; written beside it under a temporary name and renamed, so an
       interrupted export leaves no half-written model in its place.
-    window_seconds: output seconds per ``serving_default`` frame; default: the training frame (`io_sizes`).
+    window_seconds: output seconds per ``serving_default`` window; default: the training window (`io_sizes`).
     batch_size: fix ``serving_default``'s batch dimension (TFLite needs 1); None keeps it free.
     overwrite: replace an existing ``directory``.
     separate_window_seconds: output seconds per forward pass inside ``separate`` (long frames are faster).
@@ -114,7 +114,7 @@ def export_saved_model(model, directory: str, window_seconds: float = None, batc
       input of `wave_unet_tf.deploy.tflite.convert_saved_model`.
 
   Returns:
-    The ``serving_default`` frame plan.
+    The ``serving_default`` window plan.
   """
   config = model.wave_unet_config
   directory = os.path.abspath(directory)

@@ -1,4 +1,4 @@
-"""TFLite models of the fixed-frame forward pass, and a runner that separates whole songs with them.
+"""TFLite models of the fixed-window forward pass, and a runner that separates whole songs with them.
 
 The model is converted from a SavedModel whose ``serving_default`` has a fixed input shape, which gives
 builtin ops only, so it runs under the standalone LiteRT interpreter (``ai-edge-litert``) without TensorFlow.
@@ -16,12 +16,12 @@ from wave_unet_tf.config import Config
 from wave_unet_tf.files import atomic_output
 
 QUANTIZATIONS = ("none", "float16", "dynamic")
-CONFIG_METADATA = "wave_unet_config"  # TFLite metadata entry holding the config and frame sizes as JSON
+CONFIG_METADATA = "wave_unet_config"  # TFLite metadata entry holding the config and window sizes as JSON
 
 
 def export_tflite(model, output: str, quantize: str = "none", window_seconds: float = None) -> str:
-  """Writes ``model``'s forward pass on fixed frames of ``window_seconds`` of output (default: the training
-  frame) as a ``.tflite`` file: the graph of `wave_unet_tf.deploy.lite_graph`, through a temporary SavedModel."""
+  """Writes ``model``'s forward pass on fixed windows of ``window_seconds`` of output (default: the training
+  window) as a ``.tflite`` file: the graph of `wave_unet_tf.deploy.lite_graph`, through a temporary SavedModel."""
   from wave_unet_tf.deploy import saved_model
 
   if quantize not in QUANTIZATIONS:
@@ -33,7 +33,7 @@ def export_tflite(model, output: str, quantize: str = "none", window_seconds: fl
 
 
 def convert_saved_model(saved_model_dir: str, output: str, quantize: str = "none") -> str:
-  """Converts a fixed-frame SavedModel's ``serving_default`` (`saved_model.export_saved_model` with
+  """Converts a fixed-window SavedModel's ``serving_default`` (`saved_model.export_saved_model` with
   ``batch_size=1``, best with ``lite=True``) into a ``.tflite`` file: float32, ``float16`` weights or
   ``dynamic``-range int8 weights."""
   import tensorflow as tf
@@ -106,12 +106,12 @@ def default_threads() -> int:
 
 
 class TFLiteForwardPass:
-  """An exported ``.tflite`` model as a `wave_unet_tf.separation.forward.ForwardPass`: one fixed-size frame
+  """An exported ``.tflite`` model as a `wave_unet_tf.separation.forward.ForwardPass`: one fixed-size window
   ``[1, input_frames, channels]`` per call, so `Separator` separates whole songs with it.
 
   Attributes:
     config: the model's `Config`.
-    input_frames, output_frames: the fixed frame sizes.
+    input_frames, output_frames: the fixed window sizes.
     num_threads: the interpreter's threads (default: one per core, `default_threads`).
   """
 

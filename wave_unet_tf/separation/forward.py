@@ -32,12 +32,12 @@ class ForwardPass(Protocol):
 
 
 class KerasForwardPass:
-  """A `WaveUNet` as a `ForwardPass`: one compiled ``tf.function`` per frame shape.
+  """A `WaveUNet` as a `ForwardPass`: one compiled ``tf.function`` per window shape.
 
-  Each shape is traced once (and, with ``jit_compile``, compiled by XLA once, which on CPU runs the
-  paper's models about 1.3-2x faster than the plain graph); the `Separator` keeps the shape fixed for a
-  whole song by padding the last frame and the last batch. Context models run the equivalent polyphase
-  graph (`wave_unet_tf.separation.polyphase`, ~12 % faster) unless ``polyphase=False``; it reads the
+  Each shape is traced once (and, with ``jit_compile``, compiled by XLA once, faster than the plain
+  graph on CPU and GPU); the `Separator` keeps the shape fixed for a
+  whole song by padding the last window and the last batch. Context models run the equivalent polyphase
+  graph (`wave_unet_tf.separation.polyphase`, fewer multiply-adds) unless ``polyphase=False``; it reads the
   model's weights at each call, so later weight changes take effect.
   """
 

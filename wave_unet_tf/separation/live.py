@@ -119,8 +119,8 @@ def stream_live(make_stream: Callable[[int, int], object], reader: WavStreamRead
 
 
 def prefer_fast_xla_cpu_runtime():
-  """Runs XLA's CPU code on its older (non-thunk) runtime unless XLA_FLAGS says otherwise: ~10-15 % faster
-  for the streaming step's many small operations here (benchmarks/streaming.py). XLA reads the variable
+  """Runs XLA's CPU code on its older (non-thunk) runtime unless XLA_FLAGS says otherwise: faster for the
+  streaming step's many small operations (benchmarks/streaming.py, README). XLA reads the variable
   when TensorFlow first compiles, so this must run before that."""
   import os
   flags = os.environ.get("XLA_FLAGS", "")

@@ -8,9 +8,8 @@ from wave_unet_tf import audio
 from wave_unet_tf.separation import windows
 from wave_unet_tf.separation.forward import ForwardPass, as_forward_pass
 
-# Most output seconds per forward pass. Larger frames waste less compute on context (each frame also reads
-# ~3 s of context at 44.1 kHz) but hold more activations: with M5-HighSR, 30 s frames separate ~5 % faster
-# than 15 s and ~20 % faster than 10 s, and hold ~1 GiB of activations (benchmarks/separate.py).
+# Most output seconds per forward pass. Longer windows waste less compute on context (each window also reads
+# the model's context, ~3 s at 44.1 kHz) but hold more activations (benchmarks/separate.py, README).
 DEFAULT_WINDOW_SECONDS = 30.0
 DEFAULT_BATCH_SIZE = 1
 
