@@ -16,20 +16,6 @@ def _is_tf1_checkpoint(path: str) -> bool:
   return os.path.isdir(path) and any(f.endswith(".index") for f in os.listdir(path))
 
 
-def _load_hf(path: str):
-  import keras
-
-  from wave_unet_tf.model import wave_unet
-
-  try:
-    model = keras.saving.load_model(path, compile=False)
-  except Exception as e:  # network, hub and file errors all mean the same to the user
-    raise NotAModelError(f"{path}: could not load it through Keras ({type(e).__name__}: {str(e)[:200]})") from None
-  if not isinstance(model, wave_unet.WaveUNet):
-    raise NotAModelError(f"{path}: a Keras model, but not a Wave-U-Net")
-  return model
-
-
 def load_model(path: str):
   """Loads a model from any of its sources.
 
@@ -43,7 +29,7 @@ def load_model(path: str):
   """
   path = os.fspath(path)
   if path.startswith(HF_SCHEME):
-    return _load_hf(path)
+    return load_keras_model(path)
   if path.startswith(URL_SCHEMES):
     from wave_unet_tf.model_cache import download
     cached = download(path)

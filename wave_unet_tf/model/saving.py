@@ -21,10 +21,11 @@ def save_model(model: keras.Model, path: str) -> str:
 
 
 def load_keras_model(path: str) -> wave_unet.WaveUNet:
-  """The `WaveUNet` in a ``.keras`` file; `NotAModelError` names the file otherwise."""
+  """The `WaveUNet` in a ``.keras`` file (or at an ``hf://`` address, through Keras' own loader);
+  `NotAModelError` names the path otherwise."""
   try:
-    model = keras.models.load_model(path, compile=False)
-  except Exception as e:  # zip, HDF5 and config errors all mean the same to the user
+    model = keras.saving.load_model(path, compile=False)
+  except Exception as e:  # zip, HDF5, config and hub errors all mean the same to the user
     raise NotAModelError(f"{path}: not a readable Keras model ({type(e).__name__}: {str(e)[:200]})") from None
   if not isinstance(model, wave_unet.WaveUNet):
     raise NotAModelError(f"{path}: a Keras model, but not a Wave-U-Net")
