@@ -37,14 +37,6 @@ flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
 
 
-def output_folder(output_dir, input_path):
-  """``<output_dir>/<input stem>``; MUSDB's ``name.stem.mp4`` gives ``name``."""
-  stem = os.path.splitext(os.path.basename(input_path))[0]
-  if stem.endswith(".stem"):
-    stem = stem[:-len(".stem")]
-  return os.path.join(output_dir, stem)
-
-
 def _writable_folder(folder):
   try:
     os.makedirs(folder, exist_ok=True)
@@ -54,36 +46,31 @@ def _writable_folder(folder):
     raise OSError(f"--output_dir {folder}: not writable")
 
 
-def separate_file(separator, path, output_dir, codec, progress=True):
-  """Separates one file; returns the written paths. Raises `AudioError`/`OSError` naming the file."""
+def separate_file(separator, path, output_dir, codec, progress=True, stdout=None):
+  """Separates one file (or ``-``) with a progress bar on stderr; returns ``(written paths, seconds)``.
+  Raises `AudioError`/`OSError` naming the file."""
   from tqdm import tqdm
 
-  from wave_unet_tf import audio
-  waveform, rate = audio.load(path)
-  bar = tqdm(desc=os.path.basename(path), unit="frame", disable=not progress, leave=False, file=sys.stderr)
-  def update(done, total):
-    bar.total = total
-    bar.n = done
+  import soundfile
+  total = None
+  if path != "-":  # soundfile would read '-' as stdin
+    try:  # the length where the header says it cheaply; ffmpeg's formats go without
+      header = soundfile.info(path)
+      total = round(header.frames / header.samplerate, 1)
+    except Exception:  # the separation itself says what is wrong with the file
+      pass
+  bar = tqdm(desc=os.path.basename(path), total=total, unit="s", disable=not progress, leave=False,
+             file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s [{elapsed}<{remaining}]")
+  def update(seconds):
+    bar.n = round(seconds, 1)
     bar.refresh()
   try:
-    stems = separator.separate(waveform, rate, name=path, progress=update)
+    stems = [FLAGS.stdout] if stdout is not None else None
+    paths, seconds = separator.separate_file(path, output_dir, codec=codec, stems=stems, stdout=stdout,
+                                             progress=update)
   finally:
     bar.close()
-  folder = output_folder(output_dir, path)
-  try:
-    os.makedirs(folder, exist_ok=True)
-  except OSError as e:
-    raise OSError(f"{path}: cannot create output folder {folder} ({e.strerror or e})") from None
-  written = []
-  for source, estimate in stems.items():
-    target = os.path.join(folder, f"{source}.{codec}")
-    try:
-      # FLAC/OGG/MP3 cannot hold samples beyond full scale.
-      audio.save(target, estimate if codec == "wav" else estimate.clip(-1.0, 1.0), rate, codec=codec)
-    except (OSError, RuntimeError) as e:
-      raise OSError(f"{path}: cannot write {target} ({e})") from None
-    written.append(target)
-  return written, waveform.shape[0] / rate
+  return list(paths.values()), seconds
 
 
 def main(argv):
@@ -92,6 +79,8 @@ def main(argv):
     return _main_live(inputs)
   if not inputs:
     raise cli.UsageError("give one or more audio files to separate")
+  if FLAGS.stdout and len(inputs) != 1:
+    raise cli.UsageError(f"--stdout={FLAGS.stdout}: give exactly one input (a file or '-')")
   if FLAGS.window_seconds <= 0:
     raise cli.UsageError(f"--window_seconds={FLAGS.window_seconds}: must be positive")
   _writable_folder(FLAGS.output_dir)
@@ -108,16 +97,19 @@ def main(argv):
   for path in inputs:
     start = time.perf_counter()
     try:
-      written, seconds = separate_file(separator, path, FLAGS.output_dir, FLAGS.codec, FLAGS.progress)
+      written, seconds = separate_file(separator, path, FLAGS.output_dir, FLAGS.codec, FLAGS.progress,
+                                       stdout=sys.stdout.buffer if FLAGS.stdout else None)
     except (AudioError, ValueError, OSError, RuntimeError) as e:
       message = " ".join(str(e).split())
       print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr, flush=True)
       failures.append(path)
       continue
     elapsed = time.perf_counter() - start
-    print(f"{path} -> {os.path.dirname(written[0])}/{{{','.join(separator.source_names)}}}.{FLAGS.codec} "
-          f"({seconds:.1f} s of audio in {elapsed:.1f} s, {seconds / max(elapsed, 1e-9):.1f}x real time)",
-          flush=True)
+    where = "stdout" if FLAGS.stdout else f"{os.path.dirname(written[0])}/{{{','.join(separator.source_names)}}}"
+    # With --stdout the audio goes to stdout, so the report goes to stderr.
+    print(f"{path} -> {where}{'' if FLAGS.stdout else '.' + FLAGS.codec} ({seconds:.1f} s of audio in "
+          f"{elapsed:.1f} s, {seconds / max(elapsed, 1e-9):.1f}x real time)",
+          file=sys.stderr if FLAGS.stdout else sys.stdout, flush=True)
   if failures:
     raise RuntimeError(f"{len(failures)} of {len(inputs)} input(s) failed: {', '.join(failures)}")
 

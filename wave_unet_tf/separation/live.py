@@ -80,14 +80,17 @@ def wav_stream_header(sample_rate: int, channels: int) -> bytes:
           + b"data" + struct.pack("<I", _UNKNOWN))
 
 
-def decode_with_ffmpeg(source: BinaryIO) -> subprocess.Popen:
-  """ffmpeg reading ``source`` (any format it knows) and writing a float32 WAV stream to its stdout."""
+def decode_with_ffmpeg(source: Optional[BinaryIO], path: Optional[str] = None) -> subprocess.Popen:
+  """ffmpeg reading ``source`` (a pipe), or the file ``path``, in any format it knows and writing its first
+  audio stream as a float32 WAV stream to its stdout."""
   try:
-    return subprocess.Popen(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
-                             "-map_metadata", "-1", "-vn", "-f", "wav", "-acodec", "pcm_f32le", "pipe:1"],
-                            stdin=source, stdout=subprocess.PIPE)
+    return subprocess.Popen(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", path or "pipe:0",
+                             "-map", "0:a:0", "-map_metadata", "-1", "-vn", "-f", "wav", "-acodec", "pcm_f32le",
+                             "pipe:1"], stdin=source if path is None else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
   except FileNotFoundError:
-    raise OSError("ffmpeg not found: install it to read a stream from stdin") from None
+    raise OSError(f"{path or 'stdin'}: ffmpeg not found; install it to read this input "
+                  f"(apt-get install -y ffmpeg)") from None
 
 
 def stream_live(make_stream: Callable[[int, int], object], reader: WavStreamReader, source: str,

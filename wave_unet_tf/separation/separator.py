@@ -1,6 +1,7 @@
 """Separating whole songs: any rate and channel count in, one waveform per source out, seamlessly."""
 
-from typing import Callable, Dict, Optional
+import os
+from typing import BinaryIO, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -93,6 +94,60 @@ class Separator:
       results[source] = _restore_channels(_fit_length(estimate, samples), channels)
     return results
 
+  def separate_file(self, path: str, output_dir: str, codec: str = "wav", stems: Optional[Sequence[str]] = None,
+                    stdout: Optional[BinaryIO] = None, stdin: Optional[BinaryIO] = None,
+                    progress: Optional[Callable[[float], None]] = None) -> Tuple[Dict[str, str], float]:
+    """Separates the file ``path`` (any format soundfile or ffmpeg reads; ``-``: a stream on ``stdin``) into
+    ``<output_dir>/<track>/<source>.<codec>`` at its rate, length and channel count, in constant memory:
+    read, separated and written block by block (`wave_unet_tf.separation.pipeline`). At the model's rate
+    the result equals one forward pass over the whole song; at other rates it matches `separate` within
+    soxr's streaming tolerance.
+
+    Args:
+      path: the input file, or ``-``.
+      output_dir: where ``<track>/<source>.<codec>`` go (``<track>``: the file name without extensions).
+      codec: ``wav`` (32-bit float), ``flac``, ``ogg`` or ``mp3``.
+      stems: only these sources (default: all).
+      stdout: with ``stems`` of one source, write it there as a WAV stream instead of a file.
+      stdin: the stream ``-`` reads (default: this process's stdin).
+      progress: called with the seconds of audio read so far.
+
+    Returns:
+      ``({source: written path or '-'}, seconds of audio)``.
+
+    Raises:
+      wave_unet_tf.audio.AudioError: the input is missing, unreadable, or fails to decode part-way (named
+        with the time); no output is left under its final name.
+    """
+    import sys
+
+    from wave_unet_tf.separation import pipeline
+    stems = list(stems or self.source_names)
+    unknown = [s for s in stems if s not in self.source_names]
+    if unknown:
+      raise ValueError(f"{', '.join(unknown)}: not a source of this model ({', '.join(self.source_names)})")
+    if codec not in audio.CODECS:
+      raise ValueError(f"codec {codec!r}: choose one of {', '.join(audio.CODECS)}")
+    folder = None if stdout is not None else os.path.join(output_dir, track_name(path))
+    paths = {s: "-" if folder is None else os.path.join(folder, f"{s}.{codec}") for s in stems}
+    created = folder is not None and not os.path.isdir(folder)
+    try:
+      if created:
+        try:
+          os.makedirs(folder)
+        except OSError as e:
+          raise OSError(f"{path}: cannot create output folder {folder} ({e.strerror or e})") from None
+      source = pipeline.AudioSource(path, stdin=stdin if stdin is not None else getattr(sys.stdin, "buffer", None))
+      try:
+        seconds = pipeline.separate_stream(self, source, paths, codec, stdout, progress)
+      finally:
+        source.close()
+    except BaseException:
+      if created and os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)  # a failed input leaves nothing behind
+      raise
+    return paths, seconds
+
   def separate_at_model_rate(self, mix: np.ndarray, progress=None) -> Dict[str, np.ndarray]:
     """``mix`` ``[samples, num_channels]`` at the model's rate -> ``{source: [samples, num_channels]}``."""
     plan = self.plan(mix.shape[0])
@@ -121,3 +176,12 @@ def _restore_channels(estimate, channels):
   if estimate.shape[1] == channels:
     return np.ascontiguousarray(estimate, np.float32)
   return np.ascontiguousarray(audio.convert_channels(estimate, channels), np.float32)
+
+
+def track_name(path: str) -> str:
+  """The folder a file's stems go to: its name without extensions (MUSDB's ``name.stem.mp4`` gives
+  ``name``); ``stdin`` for ``-``."""
+  if path == "-":
+    return "stdin"
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return stem[:-len(".stem")] if stem.endswith(".stem") else stem
