@@ -74,7 +74,7 @@ def test_original_checkpoint_streamed_equals_its_whole_song_pass(tmp_path):
     np.testing.assert_allclose(read(path), reference[source], atol=1e-5)
 
 
-@pytest.mark.parametrize("rate,channels", [(11025, 2), (44100, 1), (6000, 2)])
+@pytest.mark.parametrize("rate,channels", [(11025, 2), (44100, 1), (48000, 2), (6000, 2)])
 def test_other_rates_match_the_in_memory_separator_within_the_resamplers_tolerance(model, tmp_path, rate, channels):
   waveform = song(frames=int(1.7 * rate), channels=channels, seed=1)
   soundfile.write(tmp_path / "song.wav", waveform, rate, subtype="FLOAT")

@@ -57,7 +57,7 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
   with _Scorer(jobs, db_args, sources) as scorer:
     for track in _progress(todo, progress):
       if not scoring.is_scored(paths[MODEL, track.name]):
-        estimates = separator.separate(track.audio, track.rate, name=f"{musdb_root}: {track.name}")
+        estimates = _separate_track(separator, track)
         scorer.submit(track, estimates, paths[MODEL, track.name])
       if baseline and not scoring.is_scored(paths[scoring.MIXTURE_BASELINE, track.name]):
         scorer.submit(track, None, paths[scoring.MIXTURE_BASELINE, track.name])
@@ -70,6 +70,18 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
   log(summary.format_table(by_method))
   log(f"wrote {csv_path} and {json_path}")
   return {**extra, "metrics": list(summary.METRICS), "methods": by_method}
+
+
+def _separate_track(separator, track):
+  """The track's estimates, separated from its mixture file as `wave-unet-separate` does (streamed, so only
+  the estimates museval scores are held in memory) and read back."""
+  import tempfile
+
+  import soundfile
+  # musdb's path is the mixture.wav, or the .stem.mp4 whose first audio stream (what ffmpeg decodes) is it.
+  with tempfile.TemporaryDirectory(prefix="wave_unet_eval_") as scratch:
+    paths, _ = separator.separate_file(track.path, scratch)
+    return {source: soundfile.read(path, dtype="float32", always_2d=True)[0] for source, path in paths.items()}
 
 
 def _as_separator(model_or_separator, window_seconds, batch_size):
