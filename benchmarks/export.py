@@ -20,7 +20,7 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the separate command (cli.reuse_host_memory)
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the separate command (runtime.configure)
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from absl import app, flags, logging  # noqa: E402

@@ -21,7 +21,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the separate command (cli.reuse_host_memory)
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the separate command (runtime.configure)
 
 flags.DEFINE_list("presets", ["M1", "M4", "M5", "M5-HighSR", "M6", "M7"], "Presets to time.")
 flags.DEFINE_float("seconds", 30.0, "Song length for the speed test.")

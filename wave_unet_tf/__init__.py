@@ -10,8 +10,12 @@ import importlib.abc
 import importlib.util
 import sys
 
+from wave_unet_tf import runtime
 from wave_unet_tf.config import Config, get_preset, preset_names
 from wave_unet_tf.sizes import io_sizes
+
+# The commands' speed for Python users too: host allocator and compile cache, if TensorFlow is not running yet.
+runtime.prepare_environment(keep_user_cache=True)
 
 __version__ = "0.1.0"
 
@@ -68,4 +72,4 @@ else:
   sys.meta_path.insert(0, _RegisterWithKeras())
 
 
-__all__ = ["Config", "get_preset", "io_sizes", "preset_names", *_LAZY]
+__all__ = ["Config", "get_preset", "io_sizes", "preset_names", "runtime", *_LAZY]

@@ -23,7 +23,7 @@ def main(argv):
   if bool(FLAGS.preset) == bool(FLAGS.config_json):
     raise cli.UsageError("give exactly one of --preset and --config_json")
   config = get_preset(FLAGS.preset) if FLAGS.preset else Config.from_json_file(FLAGS.config_json)
-  cli.quiet_tensorflow()
+  cli.start_tensorflow()
   from wave_unet_tf.conversion.tf1_checkpoint import convert_tf1_checkpoint
   model = convert_tf1_checkpoint(FLAGS.checkpoint, config, output=FLAGS.output)
   print(f"wrote {FLAGS.output}: {model.count_params():,} parameters, sources {', '.join(config.source_names)}, "

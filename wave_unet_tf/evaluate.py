@@ -37,9 +37,7 @@ def main(argv):
     raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if FLAGS.split and FLAGS.subset != "train":
     raise cli.UsageError("--split applies to --subset=train only")
-  cli.quiet_tensorflow()
-  cli.reuse_host_memory()
-  cli.use_compile_cache(FLAGS.compile_cache)
+  cli.start_tensorflow(FLAGS.compile_cache)
   from wave_unet_tf.evaluation import evaluate
   from wave_unet_tf.evaluation.tracks import open_tracks
   # Fail on an empty root before spending seconds on loading the model.

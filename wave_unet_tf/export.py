@@ -47,7 +47,7 @@ def main(argv):
       raise cli.UsageError(f"--{flag}={path}: already exists (pass --overwrite to replace it)")
     if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
       raise cli.UsageError(f"--{flag}={path}: its folder does not exist")
-  cli.quiet_tensorflow()
+  cli.start_tensorflow()
   from wave_unet_tf.deploy import saved_model, tflite
   from wave_unet_tf.model_sources import load_model, NotAModelError
   from wave_unet_tf.model.wave_unet import WaveUNet

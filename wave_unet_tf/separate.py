@@ -84,10 +84,7 @@ def main(argv):
   if FLAGS.window_seconds <= 0:
     raise cli.UsageError(f"--window_seconds={FLAGS.window_seconds}: must be positive")
   _writable_folder(FLAGS.output_dir)
-  cli.quiet_tensorflow()
-  cli.reuse_host_memory()
-  if FLAGS.jit_compile:
-    cli.use_compile_cache(FLAGS.compile_cache)
+  cli.start_tensorflow(FLAGS.compile_cache if FLAGS.jit_compile else None)
   from wave_unet_tf.audio import AudioError
   from wave_unet_tf.separation import Separator
   separator = Separator(FLAGS.model, window_seconds=FLAGS.window_seconds, batch_size=FLAGS.batch_size,
@@ -119,9 +116,7 @@ def _main_live(inputs):
   if inputs != ["-"] or not FLAGS.stdout:
     raise cli.UsageError(f"--block_frames={FLAGS.block_frames}: streams stdin to stdout; give the input '-' "
                          "and --stdout=SOURCE")
-  cli.quiet_tensorflow()
-  if FLAGS.jit_compile:
-    cli.use_compile_cache(FLAGS.compile_cache)
+  cli.start_tensorflow(FLAGS.compile_cache if FLAGS.jit_compile else None)
   from wave_unet_tf.separation.live import prefer_fast_xla_cpu_runtime, run_live
   prefer_fast_xla_cpu_runtime()
   run_live(FLAGS.model, FLAGS.block_frames, FLAGS.stdout, sys.stdin.buffer, sys.stdout.buffer,

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 
-from absl import flags, logging
+from absl import flags
 
 from wave_unet_tf import cli
 from wave_unet_tf.config_flags import config_from_flags, define_config_flags
@@ -39,8 +39,7 @@ def main(argv):
   if not data.cache_dir:
     data = dataclasses.replace(data, cache_dir=os.path.join(os.path.dirname(os.path.abspath(FLAGS.model_dir)),
                                                             ".cache"))
-  cli.quiet_tensorflow()
-  logging.set_verbosity(logging.INFO)
+  cli.start_tensorflow()
   from wave_unet_tf.training import strategy as strategies
   strategies.split_cpu(options.num_cpu_devices)
   import keras

@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 import tqdm
-from absl import logging
+from wave_unet_tf import runtime
 
 from wave_unet_tf import audio
 from wave_unet_tf.config import Config
@@ -219,7 +219,7 @@ def cache_tracks(config: Config, tracks: Sequence[Track], cache_dir: str, strict
         except audio.AudioError as e:
           if strict:
             raise DatasetError(f"track {track.name!r}: {e}") from None
-          logging.warning("skipping track %r: %s", track.name, e)
+          runtime.notice(f"skipping track {track.name!r}: {e}")
     bar.close()
   cached = [r for r in results if r is not None]
   if tracks and not cached:

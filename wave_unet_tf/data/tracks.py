@@ -17,7 +17,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile
-from absl import logging
+
+from wave_unet_tf import runtime
 
 from wave_unet_tf.config import Config
 
@@ -111,7 +112,7 @@ def find_tracks(musdb_root: str, config: Config, subset: str = "train", split: O
     except _UnreadableStem as e:
       if strict:
         raise DatasetError(str(e)) from None
-      logging.warning("skipping track %r: %s", name, e)
+      runtime.notice(f"skipping track {name!r}: {e}")
   return tracks
 
 
@@ -197,19 +198,14 @@ def musdb_setup() -> dict:
     return yaml.safe_load(f)
 
 
-_ANNOUNCED_RANDOM_SPLITS = set()
-
-
 def _split_names(names: Sequence[str], split: str, split_mode: str, root: str) -> List[str]:
   if split_mode == "official":
     valid = set(musdb_setup()["validation_tracks"]) & set(names)
     if not valid and len(names) > 1:
-      if root not in _ANNOUNCED_RANDOM_SPLITS:  # once per dataset: the train and valid lookups would say it twice
-        _ANNOUNCED_RANDOM_SPLITS.add(root)
-        logging.info("%s: none of its %d training tracks is in musdb's official validation list (other songs than "
-                     "MUSDB18's); using a random %d/%d split with seed %d instead", root, len(names),
-                     round(100 * (1 - RANDOM_SPLIT_VALID_FRACTION)), round(100 * RANDOM_SPLIT_VALID_FRACTION),
-                     RANDOM_SPLIT_SEED)
+      # Once per process (notice): the train and valid lookups would say it twice.
+      runtime.notice(f"{root}: none of its {len(names)} training tracks is in musdb's official validation list "
+                     f"(other songs than MUSDB18's); using a random {round(100 * (1 - RANDOM_SPLIT_VALID_FRACTION))}/"
+                     f"{round(100 * RANDOM_SPLIT_VALID_FRACTION)} split with seed {RANDOM_SPLIT_SEED} instead")
       valid = random_validation_names(names)
   else:
     valid = random_validation_names(names)

@@ -7,15 +7,16 @@ fine-tuning, if ``config.fine_tune``) restarts from the best checkpoint with the
 in the checkpoint, so running the same command again continues where the last run stopped.
 """
 
-import logging
 import math
 import os
 import time
+
 import keras
 import numpy as np
 import tensorflow as tf
 import tqdm
 
+from wave_unet_tf import runtime
 from wave_unet_tf.config import Config
 from wave_unet_tf.data import pipeline, tracks as track_finder
 from wave_unet_tf.model.saving import save_model
@@ -24,8 +25,6 @@ from wave_unet_tf.model.wave_unet import build_model
 from wave_unet_tf.training import run_folder, settings, step as steps
 from wave_unet_tf.training.settings import DataOptions, RunOptions  # noqa: F401  (the trainer's API)
 from wave_unet_tf.training.strategy import is_chief, worker_id
-
-log = logging.getLogger(__name__)
 
 
 class TrainingError(RuntimeError):
@@ -78,8 +77,9 @@ class Trainer:
                                                    os.path.join(folder, "best"), max_to_keep=1)
     if self.manager.latest_checkpoint:
       self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-      log.info("resuming %s at step %d, epoch %d, stage %d", model_dir, int(self.state.step),
-               int(self.state.epoch), int(self.state.stage))
+      if self.chief:
+        tqdm.tqdm.write(f"resuming {model_dir} at step {int(self.state.step)}, epoch {int(self.state.epoch)}, "
+                        f"stage {int(self.state.stage)}")
     logs = os.path.join(model_dir, "logs")
     self.train_writer = tf.summary.create_file_writer(os.path.join(logs, "train")) if self.chief else None
     self.valid_writer = tf.summary.create_file_writer(os.path.join(logs, "valid")) if self.chief else None
@@ -177,8 +177,6 @@ class Trainer:
         self._audio_summary()
       self.valid_writer.flush()
     self.manager.save(checkpoint_number=step)
-    log.info("epoch %d (step %d): validation loss %.6f%s", epoch, step, loss,
-             " (best)" if improved else f", {int(self.state.worse_epochs)} worse epoch(s)")
     if self.chief:
       tqdm.tqdm.write(f"epoch {epoch}: validation loss {loss:.6f}" + (" (best)" if improved else ""))
     stage_epochs = epoch - int(self.state.stage_start_epoch)
@@ -211,9 +209,9 @@ class Trainer:
       return find(d.musdb_root, None), find(d.validation_root, None)
     train, valid = find(d.musdb_root, "train"), find(d.musdb_root, "valid")
     if not valid:
-      log.warning("--musdb_root=%s: %d training track(s), too few to split; training without validation (no "
-                  "early stopping; best.keras is the latest model); give --validation_root to validate",
-                  d.musdb_root, len(train))
+      runtime.notice(f"--musdb_root={d.musdb_root}: {len(train)} training track(s), too few to split; training "
+                     f"without validation (no early stopping; best.keras is the latest model); give "
+                     f"--validation_root to validate")
     return train, valid
 
   def _training_batches(self, global_batch_size):
