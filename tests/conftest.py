@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import tempfile
 
 import pytest
@@ -14,6 +15,23 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures"
 ORIGINAL_TF1 = FIXTURES / "original_tf1"
 MUSDB_SAMPLE = FIXTURES / "musdb18_sample" / "MUSDB18-7-SAMPLE"
+
+# Lines a command must not print (TensorFlow's C++ and Python logs, library warnings): see wave_unet_tf.runtime.
+STRAY_LINE = re.compile(r"^[IWEF]\d{4} |WARNING: All log messages|rebuild TensorFlow|XlaSerializedCacheEntry|"
+                        r"Sharding callback|cuInit|cudart|^WARNING:|Warning: |warnings\.warn|^\s+warnings\.|"
+                        r"absl::InitializeLog")
+
+
+def assert_quiet(*outputs):
+  """A command's stdout/stderr hold only its own lines: none in the shape of a log record or library warning,
+  none twice (progress bars, which redraw with carriage returns, aside)."""
+  lines = [line.strip() for text in outputs for line in text.replace("\r", "\n").splitlines()
+           if line.strip() and "|" not in line]
+  stray = [line for line in lines if STRAY_LINE.search(line)]
+  assert not stray, "stray lines:\n" + "\n".join(stray)
+  repeated = sorted({line for line in lines if lines.count(line) > 1})
+  assert not repeated, "lines printed twice:\n" + "\n".join(repeated)
+
 
 ORIGINAL_MODELS = ("tiny_m5", "tiny_m6", "tiny_direct_multi", "tiny_m1_same", "tiny_learned_same", "deep_m5_thin")
 

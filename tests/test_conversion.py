@@ -13,7 +13,7 @@ from wave_unet_tf.config import Config
 from wave_unet_tf.conversion.tf1_checkpoint import (CheckpointMismatchError, original_variables,
                                                     read_checkpoint)
 
-from conftest import ORIGINAL_MODELS, ORIGINAL_TF1
+from conftest import ORIGINAL_MODELS, ORIGINAL_TF1, assert_quiet
 
 MANIFESTS = {"M4": "M4_baseline_stereo", "M5": "M5_full", "M6": "M6_full_multi_instrument",
              "M5-HighSR": "M5_full"}
@@ -124,9 +124,10 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
 @pytest.mark.slow
 def test_convert_command_writes_a_loadable_model(tmp_path):
   output = tmp_path / "tiny_m5.keras"
-  subprocess.run([sys.executable, "-m", "wave_unet_tf.convert", f"--checkpoint={ORIGINAL_TF1 / 'tiny_m5'}",
-                  f"--config_json={ORIGINAL_TF1 / 'tiny_m5' / 'config.json'}", f"--output={output}"],
-                 check=True, capture_output=True)
+  result = subprocess.run([sys.executable, "-m", "wave_unet_tf.convert", f"--checkpoint={ORIGINAL_TF1 / 'tiny_m5'}",
+                           f"--config_json={ORIGINAL_TF1 / 'tiny_m5' / 'config.json'}", f"--output={output}"],
+                          check=True, capture_output=True, text=True)
+  assert_quiet(result.stdout, result.stderr)
   reference = np.load(ORIGINAL_TF1 / "tiny_m5" / "reference.npz")
   outputs = wut.load_model(str(output))(reference["input"], training=False)
   np.testing.assert_allclose(outputs["vocals"], reference["vocals"], atol=1e-5)

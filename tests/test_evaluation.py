@@ -15,7 +15,7 @@ from wave_unet_tf.evaluation import MIXTURE_BASELINE, POOLED, TRACK_MEDIANS, eva
 from wave_unet_tf.separation import Separator
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
-from conftest import MUSDB_SAMPLE
+from conftest import MUSDB_SAMPLE, assert_quiet
 STEMS = ("bass", "drums", "other", "vocals")
 
 
@@ -134,6 +134,7 @@ def test_evaluate_command_with_parallel_jobs_and_baseline(hq_root, tmp_path):
   result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
   assert result.returncode == 0, result.stderr
+  assert_quiet(result.stdout, result.stderr)
   assert "median (pooled frames)" in result.stdout and MIXTURE_BASELINE in result.stdout
   for name in ("Song A", "Song B"):
     assert (out / "test" / f"{name}.json").exists() and (out / MIXTURE_BASELINE / "test" / f"{name}.json").exists()

@@ -16,7 +16,7 @@ from wave_unet_tf import audio
 from wave_unet_tf.deploy import lite_graph, saved_model, tflite
 from wave_unet_tf.model.saving import save_model
 
-from conftest import MUSDB_SAMPLE
+from conftest import MUSDB_SAMPLE, assert_quiet
 
 SMALL = wut.get_preset("M5").replace(num_layers=4, num_initial_filters=6, num_frames=1000)
 
@@ -33,9 +33,10 @@ def exported(tmp_path_factory):
   model = wut.build_model(SMALL)
   keras_path = str(folder / "model.keras")
   save_model(model, keras_path)
-  subprocess.run([sys.executable, "-m", "wave_unet_tf.export", f"--model={keras_path}",
-                  f"--saved_model_dir={folder / 'saved_model'}", f"--tflite={folder / 'none.tflite'}"],
-                 check=True, capture_output=True)
+  result = subprocess.run([sys.executable, "-m", "wave_unet_tf.export", f"--model={keras_path}",
+                           f"--saved_model_dir={folder / 'saved_model'}", f"--tflite={folder / 'none.tflite'}"],
+                          check=True, capture_output=True, text=True)
+  assert_quiet(result.stdout, result.stderr)
   for quantize in ("float16", "dynamic"):
     subprocess.run([sys.executable, "-m", "wave_unet_tf.export", f"--model={keras_path}",
                     f"--tflite={folder / (quantize + '.tflite')}", f"--quantize={quantize}"],

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from conftest import assert_quiet
 from wave_unet_tf.data.toy import STEMS, write_toy_dataset
 
 FILES = ("mixture",) + STEMS
@@ -101,6 +102,7 @@ def test_command_writes_the_dataset_and_rejects_unknown_flags(tmp_path):
              "--num_tracks", "2", "--seconds", "0.5", "--seed", "1"]
   result = subprocess.run(command, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr
+  assert_quiet(result.stdout, result.stderr)
   assert len(os.listdir(tmp_path / "toy" / "train")) == 2 and len(os.listdir(tmp_path / "toy" / "test")) == 1
   result = subprocess.run(command + ["--bogus"], capture_output=True, text=True)
   assert result.returncode != 0 and "bogus" in result.stderr and "Traceback" not in result.stderr

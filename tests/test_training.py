@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, assert_quiet
 
 TINY = ["--preset=M5", "--num_layers=3", "--num_initial_filters=4", "--sample_rate=8000", "--num_channels=1",
         "--num_frames=256", "--batch_size=4", "--steps_per_epoch=6", "--max_epochs=2", "--patience=1",
@@ -50,7 +50,9 @@ def scalars(log_dir, tag="loss"):
 @pytest.mark.slow
 def test_both_stages_write_the_run_folder(toy_root, tmp_path):
   model_dir = tmp_path / "run"
-  summary = summary_of(train(toy_root, model_dir))
+  result = train(toy_root, model_dir)
+  assert_quiet(result.stdout, result.stderr)
+  summary = summary_of(result)
   # Stage 0 and the fine-tuning stage, each stopped by max_epochs=2 or patience=1.
   assert summary["finished"] and summary["stage"] == 2 and summary["epoch"] >= 2
   assert json.loads((model_dir / "config.json").read_text())["num_layers"] == 3
