@@ -19,9 +19,11 @@ import os
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the separate command (runtime.configure)
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from wave_unet_tf import runtime  # noqa: E402
+
+runtime.configure(compile_cache=None)  # as the separate command, but every variant compiles afresh
 
 from absl import app, flags, logging  # noqa: E402
 

@@ -8,7 +8,8 @@ and (with XLA) compiling the frame's graph; the following calls are the steady s
 shared, so best and median of the repeats are printed. Memory: a 10-minute song separated in a fresh
 subprocess, which reports its own peak resident set size (getrusage). Command: `wave-unet-separate` on a
 30 s WAV timed as a whole process (Python start, TensorFlow import, model load, compile, separation,
-writing), first with an empty XLA compile cache, then with the cache the first run left.
+writing), first with an empty XLA compile cache, then with the cache the first run left, then without a
+compile cache (``--compile_cache=``).
 """
 
 import os
@@ -20,8 +21,9 @@ import time
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the separate command (runtime.configure)
+from wave_unet_tf import runtime  # noqa: E402
+
+runtime.configure(compile_cache=None)  # as the separate command, but the in-process timings compile afresh
 
 flags.DEFINE_list("presets", ["M1", "M4", "M5", "M5-HighSR", "M6", "M7"], "Presets to time.")
 flags.DEFINE_float("seconds", 30.0, "Song length for the speed test.")
@@ -95,11 +97,13 @@ def time_command():
     command = [sys.executable, "-m", "wave_unet_tf.separate", f"--model={model_path}", "--noprogress",
                f"--output_dir={os.path.join(folder, 'separated')}",
                f"--compile_cache={os.path.join(folder, 'xla_cache')}", song_path]
-    for run in range(FLAGS.command_runs):
+    no_cache = [arg if not arg.startswith("--compile_cache=") else "--compile_cache=" for arg in command]
+    runs = [(command, "empty compile cache" if run == 0 else "cached compilation")
+            for run in range(FLAGS.command_runs)] + [(no_cache, "no compile cache")] * FLAGS.command_runs
+    for run_command, cache in runs:
       start = time.perf_counter()
-      subprocess.run(command, check=True, capture_output=True)
+      subprocess.run(run_command, check=True, capture_output=True)
       elapsed = time.perf_counter() - start
-      cache = "empty compile cache" if run == 0 else "cached compilation"
       print(f"wave-unet-separate, M5-HighSR, {FLAGS.seconds:.0f} s WAV, whole process ({cache}): {elapsed:.2f} s "
             f"({FLAGS.seconds / elapsed:.1f}x real time)", flush=True)
 
