@@ -140,6 +140,10 @@ def test_evaluate_command_with_parallel_jobs_and_baseline(hq_root, tmp_path):
     assert (out / "test" / f"{name}.json").exists() and (out / MIXTURE_BASELINE / "test" / f"{name}.json").exists()
   rows = (out / "summary.csv").read_text().splitlines()
   assert len(rows) == 1 + 2 * 2 * 4  # two methods, two sources, four metrics
+  umask = os.umask(0)
+  os.umask(umask)
+  for written in (out / "summary.csv", out / "summary.json", out / "test" / "Song A.json"):
+    assert os.stat(written).st_mode & 0o777 == 0o666 & ~umask, written  # not mkstemp's 0600
 
 
 @pytest.mark.parametrize("split_mode", ["official", "random"])

@@ -34,7 +34,8 @@ def _umask():
   return mask
 
 
-def write_text_atomically(path, text):
+def write_text_atomically(path, text, newline=None):
+  """Writes ``text`` to ``path`` through `atomic_output` (``newline`` as in `open`; "" keeps csv's \\r\\n)."""
   with atomic_output(path) as tmp:
-    with open(tmp, "w") as f:
+    with open(tmp, "w", newline=newline) as f:
       f.write(text)

@@ -4,9 +4,10 @@ Kept free of TensorFlow so that `--jobs` worker processes start quickly.
 """
 
 import os
-import tempfile
 
 import museval
+
+from wave_unet_tf.files import write_text_atomically
 
 WINDOW_SECONDS = 1.0
 MIXTURE_BASELINE = "mixture_baseline"  # subfolder of the output dir for the mixture-as-estimate scores
@@ -29,16 +30,8 @@ def score_track(track, estimates, path: str):
   store = museval.eval_mus_track(track, estimates, output_dir=None, mode="v4", win=WINDOW_SECONDS,
                                  hop=WINDOW_SECONDS)
   store.validate()
-  folder = os.path.dirname(path)
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(store.json)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  write_text_atomically(path, store.json)
   return store
 
 

@@ -1,13 +1,15 @@
 """Summaries of museval scores: per source and metric, the paper's and SiSec's medians."""
 
 import csv
+import io
 import json
 import math
 import os
-import tempfile
 from typing import Dict, Iterable, List
 
 import numpy as np
+
+from wave_unet_tf.files import write_text_atomically
 
 METRICS = ("SDR", "SIR", "SAR", "ISR")
 POOLED = "median_pooled_frames"       # the paper: median over all 1 s frames of all tracks
@@ -75,20 +77,11 @@ def save_summary(summary_by_method, output_dir, extra=None):
   """Writes ``summary.csv`` and ``summary.json`` in ``output_dir`` (atomically); returns their paths."""
   csv_path = os.path.join(output_dir, "summary.csv")
   json_path = os.path.join(output_dir, "summary.json")
-  def write(path, fill):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=output_dir)
-    try:
-      with os.fdopen(fd, "w", newline="") as f:
-        fill(f)
-      os.replace(tmp, path)
-    finally:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-  def fill_csv(f):
-    writer = csv.writer(f)
-    writer.writerow(["method", "source", "metric", POOLED, TRACK_MEDIANS, "tracks", "frames"])
-    writer.writerows(rows(summary_by_method))
-  write(csv_path, fill_csv)
-  write(json_path, lambda f: json.dump({**(extra or {}), "metrics": list(METRICS), "unit": "dB",
-                                        "methods": summary_by_method}, f, indent=2, allow_nan=True))
+  table = io.StringIO(newline="")
+  writer = csv.writer(table)
+  writer.writerow(["method", "source", "metric", POOLED, TRACK_MEDIANS, "tracks", "frames"])
+  writer.writerows(rows(summary_by_method))
+  write_text_atomically(csv_path, table.getvalue(), newline="")
+  write_text_atomically(json_path, json.dumps({**(extra or {}), "metrics": list(METRICS), "unit": "dB",
+                                               "methods": summary_by_method}, indent=2, allow_nan=True))
   return csv_path, json_path
