@@ -98,6 +98,7 @@ def quiet_terminal():
   global _filter
   warnings.filterwarnings("ignore")
   warnings.filterwarnings("default", module=r"wave_unet_tf(\.|$)")
+  os.environ.setdefault("PYTHONWARNINGS", "ignore")  # worker processes (evaluate --jobs) start quiet too
   for name in LIBRARY_LOGGERS:
     logging.getLogger(name).setLevel(logging.ERROR)
   _absl_warnings_only()
