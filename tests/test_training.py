@@ -250,13 +250,13 @@ def test_settings_flags_come_from_the_settings_fields_with_their_defaults():
   values = flags.FlagValues()
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(flags, "FLAGS", values)
-    original = (flags.DEFINE_enum, flags.DEFINE_boolean, flags.DEFINE_integer, flags.DEFINE_string, flags.DEFINE_alias)
+    original = (flags.DEFINE_enum, flags.DEFINE_boolean, flags.DEFINE_integer, flags.DEFINE_string)
     for define in original:
       patch.setattr(flags, define.__name__, lambda *a, _define=define, **k: _define(*a, flag_values=values, **k))
     settings.define_flags()
-  values(["train", "--seed=4", "--split=random"])
+  values(["train", "--seed=4", "--split_mode=random"])
   data, run = settings.from_flags(values)
-  assert run.seed == 4 and data.split_mode == "random"  # --split is the old name of --split_mode
+  assert run.seed == 4 and data.split_mode == "random"
   for cls in settings.SETTINGS:
     for field in dataclasses.fields(cls):
       assert values[field.name].default == field.default, field.name

@@ -76,8 +76,6 @@ class RunOptions:
 
 
 SETTINGS = (DataOptions, RunOptions)
-# Names the flags had before they were generated from the settings.
-ALIASES = {"split": "split_mode"}
 
 
 def define_flags():
@@ -94,8 +92,6 @@ def define_flags():
         flags.DEFINE_integer(field.name, field.default, meta["help"], lower_bound=0)
       else:
         flags.DEFINE_string(field.name, field.default, meta["help"])
-  for alias, name in ALIASES.items():
-    flags.DEFINE_alias(alias, name)
 
 
 def from_flags(values=flags.FLAGS):
