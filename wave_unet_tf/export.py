@@ -22,7 +22,7 @@ flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
 flags.DEFINE_boolean("xla", True, "Compile the SavedModel's signatures with XLA (the in-process speed; TF Serving "
                      "needs --xla_cpu_compilation_enabled=true, else call serving_default_noxla or "
                      "separate_noxla). --noxla: only the uncompiled signatures.")
-# Real-time streaming model (issue 16): one block in, one block out, the cached features as state tensors.
+# Real-time streaming model: one block in, one block out, the cached features as state tensors.
 flags.DEFINE_string("tflite_stream", None, "Write a streaming TFLite model (one block in, one block of each "
                     "source out, the state as explicit tensors) to this .tflite path.")
 flags.DEFINE_integer("block_frames", DEFAULT_BLOCK_FRAMES, "Samples per block of --tflite_stream, at the "

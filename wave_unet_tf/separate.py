@@ -29,7 +29,7 @@ flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA (faste
 flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
                     "between runs ('' for none).")
 flags.DEFINE_bool("progress", True, "Show a progress bar per file.")
-# Real-time streaming (issue 16): `--block_frames N - --stdout=SOURCE` separates stdin as it comes.
+# Real-time streaming: `--block_frames N - --stdout=SOURCE` separates stdin as it comes.
 flags.DEFINE_integer("block_frames", None, "Real-time streaming: samples per block at the model's rate (a "
                      "multiple of 2**num_layers); unset: offline framing. Needs the input '-' and --stdout.")
 flags.DEFINE_string("stdout", None, "Write this source to stdout as a WAV stream.")
