@@ -17,7 +17,7 @@ from wave_unet_tf.separation.streaming import StreamingSeparator
 from wave_unet_tf.sizes import grid, model_context
 
 from conftest import ORIGINAL_TF1, PROJECT_ROOT
-from test_separation_polyphase import randomised, tiny_config
+from test_separation_polyphase import CONFIG_VARIANTS, randomised, tiny_config, variant_id
 
 FIXTURE_MODELS = ("tiny_m5", "tiny_m6", "tiny_direct_multi", "deep_m5_thin")
 
@@ -91,15 +91,7 @@ def test_stream_compiled_with_xla_equals_the_whole_song_pass(fixture_models):
   assert_exact(fixture_models["tiny_m5"], 64, "random", jit_compile=True)
 
 
-@pytest.mark.parametrize("changes", [
-    {"upsampling": "linear"},
-    {"merge_filter_size": 4},
-    {"merge_filter_size": 1, "filter_size": 4},
-    {"output_filter_size": 3},
-    {"output_type": "direct", "output_activation": "linear"},
-    {"num_channels": 1},
-    {"num_layers": 2},
-], ids=lambda changes: ",".join(f"{k}={v}" for k, v in changes.items()))
+@pytest.mark.parametrize("changes", CONFIG_VARIANTS, ids=variant_id)
 @pytest.mark.parametrize("blocks", [1, 5])
 def test_stream_of_random_configs_equals_the_whole_song_pass(changes, blocks):
   model = randomised(wut.build_model(tiny_config(**changes)))
