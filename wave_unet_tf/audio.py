@@ -14,6 +14,9 @@ import soxr
 from wave_unet_tf.files import atomic_output
 
 CODECS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
+# What a folder given to separate is searched for.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".aif", ".aiff",
+                    ".wma", ".webm", ".mka", ".caf", ".w64", ".ac3", ".alac", ".ape", ".wv")
 
 
 class AudioError(ValueError):

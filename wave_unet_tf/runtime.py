@@ -187,3 +187,38 @@ def notice(message):
     return
   _said.add(message)
   print(f"{os.path.basename(sys.argv[0] or 'wave_unet_tf')}: {message}", file=sys.stderr, flush=True)
+
+
+DEVICES = "auto|cpu|gpu|gpu:N"
+
+
+def use_device(device="auto"):
+  """Runs TensorFlow on ``device``: ``auto`` (every GPU there is, else the CPU), ``cpu``, ``gpu`` (the GPUs;
+  an error without one) or ``gpu:N`` (that GPU only). Visible GPUs grow their memory as needed instead of
+  taking it all at once. Call it before TensorFlow's first operation."""
+  import tensorflow as tf
+  spec = str(device or "auto").strip().lower()
+  index = None
+  if spec.startswith("gpu:"):
+    try:
+      index = int(spec[4:])
+    except ValueError:
+      index = -1
+    if index < 0:
+      raise ValueError(f"--device={device}: choose {DEVICES}")
+    spec = "gpu"
+  if spec not in ("auto", "cpu", "gpu"):
+    raise ValueError(f"--device={device}: choose {DEVICES}")
+  gpus = tf.config.list_physical_devices("GPU")
+  if spec == "gpu" and not gpus:
+    raise ValueError(f"--device={device}: TensorFlow sees no GPU here (try --device=cpu)")
+  if index is not None and index >= len(gpus):
+    raise ValueError(f"--device={device}: there are {len(gpus)} GPUs (gpu:0 to gpu:{len(gpus) - 1})")
+  visible = [] if spec == "cpu" else gpus if index is None else [gpus[index]]
+  try:
+    tf.config.set_visible_devices(visible, "GPU")
+    for gpu in visible:
+      tf.config.experimental.set_memory_growth(gpu, True)
+  except RuntimeError as e:  # TensorFlow started its devices already
+    raise RuntimeError(f"--device={device}: must be chosen before TensorFlow runs anything ({e})") from None
+  return visible

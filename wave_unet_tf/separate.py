@@ -1,12 +1,14 @@
 r"""wave-unet-separate: separate audio files into one file per source.
 
-  wave-unet-separate --model checkpoints/M5-HighSR.keras --output_dir separated song.mp3 other.wav
+  wave-unet-separate --model checkpoints/M5-HighSR.keras --output_dir separated song.mp3 music/
 
 writes ``separated/song/accompaniment.wav``, ``separated/song/vocals.wav``, ... at each input's sample
-rate, length and channel count. A file that fails is reported and the others are still separated; the
-exit status is then 1.
+rate, length and channel count; a folder is searched for audio, and its files keep their place below it
+(``music/live/a.flac`` -> ``separated/live/a/...``). A file that fails is reported and the others are still
+separated; a summary line ends the run, and the exit status is 1 if any failed.
 """
 
+import dataclasses
 import os
 import sys
 import time
@@ -14,15 +16,20 @@ import time
 from absl import flags
 
 from wave_unet_tf import cli
+from wave_unet_tf.audio import AUDIO_EXTENSIONS
+from wave_unet_tf.runtime import DEVICES
+from wave_unet_tf.separation import outputs
 from wave_unet_tf.separation.separator import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW_SECONDS
 
-CODECS = ("wav", "flac", "ogg", "mp3")
-
-flags.DEFINE_string("model", None, "A .keras file, a SavedModel folder, a .tflite file or a training --model_dir.")
-flags.DEFINE_string("output_dir", "separated", "Where to write <input stem>/<source>.<codec>.")
-flags.DEFINE_enum("codec", "wav", CODECS, "Output format (wav is 32-bit float; flac 16-bit).")
-flags.DEFINE_float("window_seconds", DEFAULT_WINDOW_SECONDS, "Output audio per forward pass, in seconds. Changes speed and memory, "
-                   "not the result.")
+flags.DEFINE_string("model", None, "A .keras file, a SavedModel folder, a .tflite file, a training --model_dir, "
+                    "an original TF1 checkpoint, or an http(s):// or hf:// URL of one.")
+flags.DEFINE_string("output_dir", "separated", "The folder --filename is under.")
+outputs.define_flags()
+flags.DEFINE_float("offset", 0.0, "Separate from this many seconds into each input.", lower_bound=0.0)
+flags.DEFINE_float("duration", None, "Separate at most this many seconds of each input (default: to its end).")
+flags.DEFINE_string("device", "auto", f"Where the model runs: {DEVICES} (auto: a GPU if there is one).")
+flags.DEFINE_float("window_seconds", DEFAULT_WINDOW_SECONDS, "Output audio per forward pass, in seconds. Changes "
+                   "speed and memory, not the result.")
 flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
 flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Windows per forward pass.", lower_bound=1)
 flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA (faster on CPU and GPU).")
@@ -32,7 +39,7 @@ flags.DEFINE_bool("progress", True, "Show a progress bar per file.")
 # Real-time streaming: `--block_frames N - --stdout=SOURCE` separates stdin as it comes.
 flags.DEFINE_integer("block_frames", None, "Real-time streaming: samples per block at the model's rate (a "
                      "multiple of 2**num_layers); unset: offline framing. Needs the input '-' and --stdout.")
-flags.DEFINE_string("stdout", None, "Write this source to stdout as a WAV stream.")
+flags.DEFINE_string("stdout", None, "Write this stem (a source, or no_<source>) to stdout as a WAV stream.")
 flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
 
@@ -46,69 +53,142 @@ def _writable_folder(folder):
     raise OSError(f"--output_dir {folder}: not writable")
 
 
-def separate_file(separator, path, output_dir, codec, progress=True, stdout=None):
-  """Separates one file (or ``-``) with a progress bar on stderr; returns ``(written paths, seconds)``.
-  Raises `AudioError`/`OSError` naming the file."""
+def find_inputs(arguments, output_dir):
+  """``[(path, track or None)]`` for the command's arguments: files and ``-`` as given, folders searched
+  recursively for audio (sorted; not inside ``output_dir``), each named by its path below the folder."""
+  skip = os.path.abspath(output_dir) + os.sep
+  inputs = []
+  for argument in arguments:
+    if argument == "-" or not os.path.isdir(argument):
+      inputs.append((argument, None))  # a missing file is reported when its turn comes
+      continue
+    found = []
+    for folder, subfolders, files in os.walk(argument):
+      subfolders[:] = sorted(d for d in subfolders if not (os.path.abspath(os.path.join(folder, d)) + os.sep)
+                             .startswith(skip) and not d.startswith("."))
+      for name in files:
+        if name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith("."):
+          path = os.path.join(folder, name)
+          found.append((path, _without_extensions(os.path.relpath(path, argument))))
+    if not found:
+      raise cli.UsageError(f"{argument}: a folder with no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+    inputs.extend(sorted(found))
+  return inputs
+
+
+def _without_extensions(relative_path):
+  from wave_unet_tf.separation.separator import track_name
+  return os.path.join(os.path.dirname(relative_path), track_name(relative_path))
+
+
+def separate_file(separator, path, output_dir, options, progress=True, stdout=None, track=None):
+  """Separates one file (or ``-``) with a progress bar on stderr; returns ``(written paths, seconds)``
+  (seconds None: skipped). Raises `AudioError`/`OSError`/`ValueError` naming the file."""
   from tqdm import tqdm
 
   import soundfile
-  total = None
+  total = FLAGS.duration
   if path != "-":  # soundfile would read '-' as stdin
     try:  # the length where the header says it cheaply; ffmpeg's formats go without
       header = soundfile.info(path)
-      total = round(header.frames / header.samplerate, 1)
+      total = min(total or 1e12, max(0.0, header.frames / header.samplerate - FLAGS.offset))
     except Exception:  # the separation itself says what is wrong with the file
       pass
-  bar = tqdm(desc=os.path.basename(path), total=total, unit="s", disable=not progress, leave=False,
-             file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s [{elapsed}<{remaining}]")
+  bar = tqdm(desc=os.path.basename(path), total=None if total is None else round(total, 1), unit="s",
+             disable=not progress, leave=False, file=sys.stderr,
+             bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s [{elapsed}<{remaining}]")
   def update(seconds):
     bar.n = round(seconds, 1)
     bar.refresh()
   try:
-    stems = [FLAGS.stdout] if stdout is not None else None
-    paths, seconds = separator.separate_file(path, output_dir, codec=codec, stems=stems, stdout=stdout,
-                                             progress=update)
+    paths, seconds = separator.separate_file(path, output_dir, options=options, offset=FLAGS.offset,
+                                             duration=FLAGS.duration, track=track, stdout=stdout, progress=update)
   finally:
     bar.close()
   return list(paths.values()), seconds
 
 
 def main(argv):
-  inputs = argv[1:]
+  options = outputs.from_flags(FLAGS)
   if FLAGS.block_frames is not None:
-    return _main_live(inputs)
-  if not inputs:
-    raise cli.UsageError("give one or more audio files to separate")
-  if FLAGS.stdout and len(inputs) != 1:
-    raise cli.UsageError(f"--stdout={FLAGS.stdout}: give exactly one input (a file or '-')")
+    return _main_live(argv[1:])
+  if not argv[1:]:
+    raise cli.UsageError("give one or more audio files or folders to separate")
   if FLAGS.window_seconds <= 0:
     raise cli.UsageError(f"--window_seconds={FLAGS.window_seconds}: must be positive")
+  if FLAGS.duration is not None and FLAGS.duration <= 0:
+    raise cli.UsageError(f"--duration={FLAGS.duration}: must be positive")
+  inputs = find_inputs(argv[1:], FLAGS.output_dir)
+  if FLAGS.stdout:
+    if len(inputs) != 1:
+      raise cli.UsageError(f"--stdout={FLAGS.stdout}: give exactly one input (a file or '-')")
+    if options.stems or options.two_stems:
+      raise cli.UsageError(f"--stdout={FLAGS.stdout}: writes that stem alone; leave out --stems and --two_stems")
+    options = dataclasses.replace(options, stems=(FLAGS.stdout,))
   _writable_folder(FLAGS.output_dir)
   cli.start_tensorflow(FLAGS.compile_cache if FLAGS.jit_compile else None)
   from wave_unet_tf.audio import AudioError
+  from wave_unet_tf.runtime import use_device
   from wave_unet_tf.separation import Separator
+  use_device(FLAGS.device)
   separator = Separator(FLAGS.model, window_seconds=FLAGS.window_seconds, batch_size=FLAGS.batch_size,
                         jit_compile=FLAGS.jit_compile)
+  stems = options.stem_sources(separator.source_names)  # a stem the model lacks: said before any work
+  if FLAGS.stdout and outputs.sources_of_stem(FLAGS.stdout, separator.source_names) is None:
+    raise cli.UsageError(f"--stdout={FLAGS.stdout}: not a source of this model ({', '.join(separator.source_names)}; "
+                         f"or no_<source>, the sum of the others)")
+  if not FLAGS.stdout:
+    _check_distinct_outputs(inputs, options, stems)
 
-  failures = []
-  for path in inputs:
+  report = sys.stderr if FLAGS.stdout else sys.stdout  # with --stdout the audio goes to stdout
+  counts = {"separated": 0, "skipped": 0, "failed": 0}
+  for path, track in inputs:
     start = time.perf_counter()
     try:
-      written, seconds = separate_file(separator, path, FLAGS.output_dir, FLAGS.codec, FLAGS.progress,
-                                       stdout=sys.stdout.buffer if FLAGS.stdout else None)
+      written, seconds = separate_file(separator, path, FLAGS.output_dir, options, FLAGS.progress,
+                                       stdout=sys.stdout.buffer if FLAGS.stdout else None, track=track)
     except (AudioError, ValueError, OSError, RuntimeError) as e:
       message = " ".join(str(e).split())
       print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr, flush=True)
-      failures.append(path)
+      counts["failed"] += 1
       continue
+    if seconds is None:
+      counts["skipped"] += 1
+      print(f"{path}: skipped, its outputs exist", file=report, flush=True)
+      continue
+    counts["separated"] += 1
     elapsed = time.perf_counter() - start
-    where = "stdout" if FLAGS.stdout else f"{os.path.dirname(written[0])}/{{{','.join(separator.source_names)}}}"
-    # With --stdout the audio goes to stdout, so the report goes to stderr.
-    print(f"{path} -> {where}{'' if FLAGS.stdout else '.' + FLAGS.codec} ({seconds:.1f} s of audio in "
-          f"{elapsed:.1f} s, {seconds / max(elapsed, 1e-9):.1f}x real time)",
-          file=sys.stderr if FLAGS.stdout else sys.stdout, flush=True)
-  if failures:
-    raise RuntimeError(f"{len(failures)} of {len(inputs)} input(s) failed: {', '.join(failures)}")
+    where = "stdout" if FLAGS.stdout else _describe(written)
+    print(f"{path} -> {where} ({seconds:.1f} s of audio in {elapsed:.1f} s, "
+          f"{seconds / max(elapsed, 1e-9):.1f}x real time)", file=report, flush=True)
+  summary = ", ".join(f"{n} {what}" for what, n in counts.items())
+  if len(inputs) > 1 or counts["skipped"]:
+    print(summary, file=report, flush=True)
+  if counts["failed"]:
+    raise RuntimeError(f"{counts['failed']} of {len(inputs)} input(s) failed")
+
+
+def _describe(paths):
+  """``folder/{a,b}.wav`` when the stems share a folder and extension, else the paths."""
+  folders = {os.path.dirname(p) for p in paths}
+  extensions = {os.path.splitext(p)[1] for p in paths}
+  if len(folders) == 1 and len(extensions) == 1 and len(paths) > 1:
+    names = ",".join(os.path.splitext(os.path.basename(p))[0] for p in paths)
+    return f"{folders.pop()}/{{{names}}}{extensions.pop()}"
+  return ", ".join(paths)
+
+
+def _check_distinct_outputs(inputs, options, stems):
+  """Two inputs whose outputs would overwrite each other: said before anything is separated."""
+  from wave_unet_tf.separation.separator import track_name
+  owner = {}
+  for path, track in inputs:
+    for output in options.paths(FLAGS.output_dir, track or track_name(path), stems).values():
+      if owner.setdefault(output, path) != path:
+        fix = ("use {track} in it" if "{track}" not in options.filename else
+               "separate them in two runs with different --output_dir")
+        raise cli.UsageError(f"--filename={options.filename}: {owner[output]} and {path} would both write "
+                             f"{output}; {fix}")
 
 
 def _main_live(inputs):
@@ -117,8 +197,10 @@ def _main_live(inputs):
     raise cli.UsageError(f"--block_frames={FLAGS.block_frames}: streams stdin to stdout; give the input '-' "
                          "and --stdout=SOURCE")
   cli.start_tensorflow(FLAGS.compile_cache if FLAGS.jit_compile else None)
+  from wave_unet_tf.runtime import use_device
   from wave_unet_tf.separation.live import prefer_fast_xla_cpu_runtime, run_live
   prefer_fast_xla_cpu_runtime()
+  use_device(FLAGS.device)
   run_live(FLAGS.model, FLAGS.block_frames, FLAGS.stdout, sys.stdin.buffer, sys.stdout.buffer,
            jit_compile=FLAGS.jit_compile)
 

@@ -100,23 +100,30 @@ def stream_live(make_stream: Callable[[int, int], object], reader: WavStreamRead
   Args:
     make_stream: ``(sample_rate, channels) -> StreamingSeparator`` (built once the header is read).
     reader: the input stream.
-    source: the source to write (one of the model's).
+    source: the stem to write: one of the model's sources, or ``no_<source>`` (the sum of the others).
     write: writes bytes (and flushes) to the output.
 
   Returns:
     The number of samples written (as many as came in).
   """
+  from wave_unet_tf.separation.outputs import sources_of_stem
   stream = make_stream(reader.sample_rate, reader.channels)
-  if source not in stream.source_names:
-    raise ValueError(f"--stdout={source}: not one of the model's sources ({', '.join(stream.source_names)})")
+  sources = sources_of_stem(source, stream.source_names)
+  if sources is None:
+    raise ValueError(f"--stdout={source}: not a source of this model ({', '.join(stream.source_names)}; or "
+                     f"no_<source>, the sum of the others)")
+
+  def stem(outputs):  # the stem's sources added up
+    return np.sum([outputs[s] for s in sources], axis=0, dtype=np.float32)
+
   write(wav_stream_header(reader.sample_rate, reader.channels))
   written = 0
   for chunk in reader.chunks():
-    out = stream.push(chunk)[source]
+    out = stem(stream.push(chunk))
     if len(out):
       write(np.ascontiguousarray(out, np.float32).tobytes())
       written += len(out)
-  out = stream.flush()[source]
+  out = stem(stream.flush())
   write(np.ascontiguousarray(out, np.float32).tobytes())
   return written + len(out)
 

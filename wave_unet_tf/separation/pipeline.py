@@ -29,7 +29,7 @@ import soxr
 
 from wave_unet_tf import audio
 from wave_unet_tf.files import atomic_output
-from wave_unet_tf.separation import windows
+from wave_unet_tf.separation import outputs, windows
 
 READ_FRAMES = 65536  # samples per block read: large enough to keep per-block costs small, ~1.5 s at 44.1 kHz
 QUEUE_BLOCKS = 4  # blocks a thread may run ahead
@@ -37,24 +37,25 @@ QUEUE_BLOCKS = 4  # blocks a thread may run ahead
 
 class AudioSource:
   """An input read block by block: ``sample_rate``, ``channels``, ``frames`` (None for a stream) and
-  `blocks` ``[n, channels]`` float32. Decoding errors name the file and the time where they happened."""
+  `blocks` ``[n, channels]`` float32, from ``offset`` seconds on and at most ``duration`` seconds of it.
+  Decoding errors name the file and the time where they happened."""
 
-  def __init__(self, path: str, stdin=None):
+  def __init__(self, path: str, stdin=None, offset: float = 0.0, duration: Optional[float] = None):
     self.path = path
     self._decoder = None
     if path == "-":
       self._open_ffmpeg(stdin, None)
-      return
-    if not os.path.isfile(path):
+    elif not os.path.isfile(path):
       raise audio.AudioError(f"{path}: no such audio file")
-    try:
-      self._file = soundfile.SoundFile(path)
-    except Exception:  # not for libsndfile: ffmpeg decodes it
-      self._file = None
-      self._open_ffmpeg(None, path)
-      return
-    self.sample_rate, self.channels, self.frames = self._file.samplerate, self._file.channels, self._file.frames
-    self._check_header()
+    else:
+      try:
+        self._file = soundfile.SoundFile(path)
+      except Exception:  # not for libsndfile: ffmpeg decodes it
+        self._open_ffmpeg(None, path)
+      else:
+        self.sample_rate, self.channels, self.frames = self._file.samplerate, self._file.channels, self._file.frames
+        self._check_header()
+    self._select(offset or 0.0, duration)
 
   def _open_ffmpeg(self, stdin, path):
     from wave_unet_tf.separation.live import WavStreamReader, decode_with_ffmpeg
@@ -70,25 +71,54 @@ class AudioSource:
     if self.channels > 2 or self.channels < 1:
       raise audio.AudioError(f"{self.path}: {self.channels} channels; only mono and stereo are supported")
 
+  def _select(self, offset, duration):
+    """The part from ``offset`` for ``duration`` seconds: libsndfile seeks there, ffmpeg's output is skipped."""
+    if offset < 0:
+      raise ValueError(f"--offset={offset}: must not be negative")
+    if duration is not None and duration <= 0:
+      raise ValueError(f"--duration={duration}: must be positive")
+    self.offset = offset
+    self._skip = round(offset * self.sample_rate)
+    self._limit = None if duration is None else max(1, round(duration * self.sample_rate))
+    if self.frames is not None:
+      if self._skip >= self.frames > 0:
+        raise audio.AudioError(f"{self.path}: --offset={offset} s is past its end ({self.frames / self.sample_rate:.1f} s)")
+      if self._skip:
+        self._file.seek(self._skip)
+        self.frames -= self._skip
+        self._skip = 0
+      self.frames = self.frames if self._limit is None else min(self.frames, self._limit)
+
   def blocks(self, frames: Optional[int] = None) -> Iterator[np.ndarray]:
     frames = frames or READ_FRAMES
     done = 0
+    skip, left, seen = self._skip, self._limit, 0
     try:
       chunks = (self._file.blocks(frames, dtype="float32", always_2d=True) if self._file is not None
                 else self._reader.chunks(frames))
       for chunk in chunks:
+        seen += len(chunk)
+        if skip:
+          chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+        if left is not None:
+          chunk, left = chunk[:left], left - min(left, len(chunk))
         if not np.all(np.isfinite(chunk)):
           raise ValueError("NaN or Inf samples")
         done += len(chunk)
-        yield chunk
+        if len(chunk):
+          yield chunk
+        if left == 0:
+          break
     except audio.AudioError:
       raise
     except Exception as e:  # libsndfile and numpy errors mid-file
-      raise audio.AudioError(f"{self.path}: decoding failed at {done / self.sample_rate:.1f} s "
+      raise audio.AudioError(f"{self.path}: decoding failed at {self.offset + done / self.sample_rate:.1f} s "
                              f"({' '.join(str(e).split())})") from None
-    if self._decoder is not None and self._decoder.wait():
-      raise audio.AudioError(f"{self.path}: decoding failed at {done / self.sample_rate:.1f} s (ffmpeg stopped "
-                             f"with status {self._decoder.returncode})")
+    if self._decoder is not None and left != 0 and self._decoder.wait():
+      raise audio.AudioError(f"{self.path}: decoding failed at {self.offset + done / self.sample_rate:.1f} s "
+                             f"(ffmpeg stopped with status {self._decoder.returncode})")
+    if done == 0 and self.offset:
+      raise audio.AudioError(f"{self.path}: --offset={self.offset} s is past its end ({seen / self.sample_rate:.1f} s)")
     if done == 0:
       raise audio.AudioError(f"{self.path}: no audio samples")
 
@@ -175,40 +205,49 @@ class WindowStream:
 
 
 class StemWriters:
-  """One output per source, written block by block under temporary names and renamed together by `commit`
-  (a context manager: an error or a kill leaves no file under a final name).
+  """One output per stem, written block by block under temporary names and renamed together on leaving (a
+  context manager: an error or a kill leaves no file under a final name).
 
-  ``paths``: ``{source: path}``; a path ``-`` writes that source to ``stdout`` as a WAV stream.
+  ``paths``: ``{stem: path}``; a path ``-`` writes that stem to ``stdout`` as a float WAV stream.
   """
 
-  def __init__(self, paths: Dict[str, str], sample_rate: int, channels: int, codec: str = "wav", stdout=None):
-    self.paths, self.sample_rate, self.channels, self.codec = paths, sample_rate, channels, codec
+  def __init__(self, paths: Dict[str, str], sample_rate: int, channels: int, options: outputs.OutputOptions,
+               stdout=None):
+    self.paths, self.sample_rate, self.channels, self.options = paths, sample_rate, channels, options
     self._stack = contextlib.ExitStack()
     self._files, self._stdout = {}, stdout
 
   def __enter__(self):
     from wave_unet_tf.separation.live import wav_stream_header
-    for source, path in self.paths.items():
-      if path == "-":
-        self._stdout.write(wav_stream_header(self.sample_rate, self.channels))
-        continue
-      tmp = self._stack.enter_context(atomic_output(path, suffix="." + self.codec))
-      self._files[source] = self._stack.enter_context(soundfile.SoundFile(
-          tmp, "w", self.sample_rate, self.channels, format=audio.CODECS[self.codec],
-          subtype="FLOAT" if self.codec == "wav" else None))
+    try:
+      for stem, path in self.paths.items():
+        if path == "-":
+          self._stdout.write(wav_stream_header(self.sample_rate, self.channels))
+          continue
+        tmp = self._stack.enter_context(atomic_output(path, suffix="." + self.options.codec))
+        self._files[stem] = outputs.StemFile(tmp, self.sample_rate, self.channels, self.options, name=path)
+        self._stack.callback(self._files[stem].close)
+    except BaseException:
+      self._stack.close()
+      raise
     return self
 
   def write(self, blocks: Dict[str, np.ndarray]):
-    for source, block in blocks.items():
-      if source not in self.paths or not len(block):
+    for stem, block in blocks.items():
+      if not len(block):
         continue
-      # Only float WAV holds samples beyond full scale.
-      block = block if self.codec == "wav" else np.clip(block, -1.0, 1.0)
-      if self.paths[source] == "-":
+      if self.paths[stem] == "-":
+        block = np.clip(block, -1.0, 1.0) if self.options.clip == "clamp" else block
         self._stdout.write(np.ascontiguousarray(block, np.float32).tobytes())
         self._stdout.flush()
       else:
-        self._files[source].write(block)
+        self._files[stem].write(block)
+
+  def rewrite_silence(self, frames: int):
+    """Silence in, silence out (as `Separator.separate`): the model's biases would otherwise add a faint hum.
+    The files are still under their temporary names, so they are written again as zeros before the rename."""
+    for stem_file in self._files.values():
+      stem_file.rewrite_silence(frames, READ_FRAMES)
 
   def __exit__(self, *exc):
     return self._stack.__exit__(*exc)  # files closed, then renamed (or removed on an error)
@@ -270,9 +309,13 @@ class _Writer:
       raise self._error
 
 
-def separate_stream(separator, source: AudioSource, paths: Dict[str, str], codec: str = "wav", stdout=None,
+def separate_stream(separator, source: AudioSource, paths: Dict[str, str],
+                    options: outputs.OutputOptions = outputs.OutputOptions(),
+                    stem_sources: Optional[Dict[str, Sequence[str]]] = None, stdout=None,
                     progress: Optional[Callable[[float], None]] = None) -> float:
-  """Separates ``source`` into ``paths`` (``{source name: path or '-'}``) through the chain above.
+  """Separates ``source`` into ``paths`` (``{stem: path or '-'}``) through the chain above; a stem is the sum of
+  the sources ``stem_sources`` names for it (default: each stem is the source of its name), added at the
+  model's rate.
 
   Returns:
     The song's length in seconds.
@@ -280,12 +323,14 @@ def separate_stream(separator, source: AudioSource, paths: Dict[str, str], codec
   config = separator.config
   model_rate, model_channels = config.sample_rate, config.num_channels
   rate, channels = source.sample_rate, source.channels
+  stem_sources = stem_sources or {stem: (stem,) for stem in paths}
+  if any(path != "-" for path in paths.values()):
+    options.check_rate(rate, source.path)
   song_frames = None if source.frames is None else max(1, round(source.frames * model_rate / rate))
   plan = separator.plan(song_frames or 10 ** 12)  # a stream of unknown length: the longest window
   cut = WindowStream(separator.forward_pass, plan, separator.batch_size)
-  to_model, from_model = Resampler(rate, model_rate, model_channels), {}
-  for s in config.source_names:
-    from_model[s] = Resampler(model_rate, rate, model_channels)
+  to_model = Resampler(rate, model_rate, model_channels)
+  from_model = {stem: Resampler(model_rate, rate, model_channels) for stem in paths}
   counts = {"in": 0, "out": 0, "silent": True}
 
   def model_blocks():
@@ -296,8 +341,9 @@ def separate_stream(separator, source: AudioSource, paths: Dict[str, str], codec
     yield to_model(np.zeros((0, model_channels), np.float32), last=True)
 
   def back(estimates, last=False):
-    """Model-rate estimates -> the input's rate and channels, and no more samples than came in."""
-    blocks = {s: from_model[s](e, last=last) for s, e in estimates.items()}
+    """Model-rate estimates -> stems at the input's rate and channels, and no more samples than came in."""
+    blocks = {stem: from_model[stem](_sum(estimates[s] for s in sources), last=last)
+              for stem, sources in stem_sources.items()}
     blocks = {s: audio.convert_channels(b, channels) if b.shape[1] != channels else b for s, b in blocks.items()}
     if last:  # resampling there and back can be a sample short: zeros make up the input's length
       short = counts["in"] - counts["out"] - len(next(iter(blocks.values())))
@@ -308,7 +354,7 @@ def separate_stream(separator, source: AudioSource, paths: Dict[str, str], codec
     counts["out"] += len(next(iter(blocks.values())))
     return blocks
 
-  with StemWriters(paths, rate, channels, codec, stdout) as writers:
+  with StemWriters(paths, rate, channels, options, stdout) as writers:
     writer = _Writer(writers.write)
     try:
       for block in run_in_thread(model_blocks()):
@@ -319,16 +365,12 @@ def separate_stream(separator, source: AudioSource, paths: Dict[str, str], codec
     finally:
       writer.close()
     if counts["silent"]:
-      _silence(writers, counts["in"])
+      writers.rewrite_silence(counts["in"])
   return counts["in"] / rate
 
 
-def _silence(writers: "StemWriters", frames: int):
-  """Silence in, silence out (as `Separator.separate`): the model's biases would otherwise add a faint hum.
-  The files are still under their temporary names, so they are written again as zeros before the rename."""
-  for source, f in writers._files.items():
-    f.close()
-    with soundfile.SoundFile(f.name, "w", writers.sample_rate, writers.channels, format=f.format,
-                             subtype=f.subtype) as zeros:
-      for start in range(0, frames, READ_FRAMES):
-        zeros.write(np.zeros((min(READ_FRAMES, frames - start), writers.channels), np.float32))
+def _sum(blocks):
+  total = None
+  for block in blocks:
+    total = np.array(block, np.float32) if total is None else total + block
+  return total

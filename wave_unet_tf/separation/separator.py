@@ -5,8 +5,8 @@ from typing import BinaryIO, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from wave_unet_tf import audio
-from wave_unet_tf.separation import windows
+from wave_unet_tf import audio, runtime, sizes
+from wave_unet_tf.separation import outputs, windows
 from wave_unet_tf.separation.forward import ForwardPass, as_forward_pass
 
 # Most output seconds per forward pass. Longer windows waste less compute on context (each window also reads
@@ -85,7 +85,13 @@ class Separator:
     if samples < shortest:
       mix = np.pad(mix, [(0, shortest - samples), (0, 0)])
     mix = audio.resample(mix, sample_rate, self.config.sample_rate)
-    estimates = self.separate_at_model_rate(mix, progress)
+    while True:
+      try:
+        estimates = self.separate_at_model_rate(mix, progress)
+        break
+      except Exception as e:
+        if not self._smaller_windows_after(e):
+          raise
     del mix  # a resampled copy of the song: freed before the estimates are resampled back
 
     results = {}
@@ -94,59 +100,81 @@ class Separator:
       results[source] = _restore_channels(_fit_length(estimate, samples), channels)
     return results
 
-  def separate_file(self, path: str, output_dir: str, codec: str = "wav", stems: Optional[Sequence[str]] = None,
-                    stdout: Optional[BinaryIO] = None, stdin: Optional[BinaryIO] = None,
-                    progress: Optional[Callable[[float], None]] = None) -> Tuple[Dict[str, str], float]:
+  def separate_file(self, path: str, output_dir: str, *, offset: float = 0.0, duration: Optional[float] = None,
+                    track: Optional[str] = None, stdout: Optional[BinaryIO] = None, stdin: Optional[BinaryIO] = None,
+                    progress: Optional[Callable[[float], None]] = None,
+                    **options) -> Tuple[Dict[str, str], Optional[float]]:
     """Separates the file ``path`` (any format soundfile or ffmpeg reads; ``-``: a stream on ``stdin``) into
-    ``<output_dir>/<track>/<source>.<codec>`` at its rate, length and channel count, in constant memory:
-    read, separated and written block by block (`wave_unet_tf.separation.pipeline`). At the model's rate
-    the result equals one forward pass over the whole song; at other rates it matches `separate` within
-    soxr's streaming tolerance.
+    one file per stem at its rate, length and channel count, in constant memory: read, separated and written
+    block by block (`wave_unet_tf.separation.pipeline`). At the model's rate the result equals one forward
+    pass over the whole song; at other rates it matches `separate` within soxr's streaming tolerance.
 
     Args:
       path: the input file, or ``-``.
-      output_dir: where ``<track>/<source>.<codec>`` go (``<track>``: the file name without extensions).
-      codec: ``wav`` (32-bit float), ``flac``, ``ogg`` or ``mp3``.
-      stems: only these sources (default: all).
-      stdout: with ``stems`` of one source, write it there as a WAV stream instead of a file.
+      output_dir: the folder the ``filename`` template is under.
+      offset, duration: separate only this part, in seconds.
+      track: the template's ``{track}`` (default: the file name without extensions).
+      stdout: with a single stem, write it there as a float WAV stream instead of a file.
       stdin: the stream ``-`` reads (default: this process's stdin).
       progress: called with the seconds of audio read so far.
+      **options: `OutputOptions` fields, with the command's defaults: ``stems``, ``two_stems``, ``codec``
+        (wav|flac|ogg|mp3|m4a), ``bit_depth``, ``bitrate``, ``clip``, ``filename`` ({track}/{stem}.{ext}),
+        ``skip_existing``; or ``options=OutputOptions(...)``.
 
     Returns:
-      ``({source: written path or '-'}, seconds of audio)``.
+      ``({stem: written path or '-'}, seconds of audio)``; seconds is None when ``skip_existing`` found
+      every output there.
 
     Raises:
       wave_unet_tf.audio.AudioError: the input is missing, unreadable, or fails to decode part-way (named
         with the time); no output is left under its final name.
+      ValueError: an option the model or the input cannot take, named as the command's flag.
     """
     import sys
 
     from wave_unet_tf.separation import pipeline
-    stems = list(stems or self.source_names)
-    unknown = [s for s in stems if s not in self.source_names]
-    if unknown:
-      raise ValueError(f"{', '.join(unknown)}: not a source of this model ({', '.join(self.source_names)})")
-    if codec not in audio.CODECS:
-      raise ValueError(f"codec {codec!r}: choose one of {', '.join(audio.CODECS)}")
-    folder = None if stdout is not None else os.path.join(output_dir, track_name(path))
-    paths = {s: "-" if folder is None else os.path.join(folder, f"{s}.{codec}") for s in stems}
-    created = folder is not None and not os.path.isdir(folder)
+    output_options = options.pop("options", None) or outputs.OutputOptions(**options)
+    stem_sources = output_options.stem_sources(self.source_names)
+    if stdout is not None:
+      if len(stem_sources) != 1:
+        raise ValueError(f"--stdout: writes one stem; {len(stem_sources)} asked for")
+      paths = {stem: "-" for stem in stem_sources}
+    else:
+      paths = output_options.paths(output_dir, track or track_name(path), stem_sources)
+      if output_options.skip_existing and all(os.path.isfile(p) for p in paths.values()):
+        return paths, None
+    created = _make_folders(path, paths.values())
     try:
-      if created:
+      while True:
+        source = pipeline.AudioSource(path, stdin=stdin if stdin is not None else getattr(sys.stdin, "buffer", None),
+                                      offset=offset, duration=duration)
         try:
-          os.makedirs(folder)
-        except OSError as e:
-          raise OSError(f"{path}: cannot create output folder {folder} ({e.strerror or e})") from None
-      source = pipeline.AudioSource(path, stdin=stdin if stdin is not None else getattr(sys.stdin, "buffer", None))
-      try:
-        seconds = pipeline.separate_stream(self, source, paths, codec, stdout, progress)
-      finally:
-        source.close()
+          seconds = pipeline.separate_stream(self, source, paths, output_options, stem_sources, stdout, progress)
+          break
+        except Exception as e:  # out of memory: smaller windows, the same result
+          if path == "-" or stdout is not None or not self._smaller_windows_after(e):
+            raise
+        finally:
+          source.close()
     except BaseException:
-      if created and os.path.isdir(folder) and not os.listdir(folder):
-        os.rmdir(folder)  # a failed input leaves nothing behind
+      for folder in reversed(created):  # a failed input leaves nothing behind
+        if os.path.isdir(folder) and not os.listdir(folder):
+          os.rmdir(folder)
       raise
     return paths, seconds
+
+  def _smaller_windows_after(self, error: Exception) -> bool:
+    """After an out-of-memory ``error``, halves the windows (frames never change the result) and says so
+    once; False when it was another error or the windows cannot shrink."""
+    if not _out_of_memory(error) or self.forward_pass.input_frames is not None:
+      return False
+    smallest = sizes.grid(self.config) / self.config.sample_rate
+    if self.window_seconds / 2 < smallest:
+      return False
+    self.window_seconds /= 2
+    runtime.notice(f"out of memory: separating with {self.window_seconds:g} s windows from now on (the result "
+                   f"does not change; --window_seconds sets them)")
+    return True
 
   def separate_at_model_rate(self, mix: np.ndarray, progress=None) -> Dict[str, np.ndarray]:
     """``mix`` ``[samples, num_channels]`` at the model's rate -> ``{source: [samples, num_channels]}``."""
@@ -185,3 +213,28 @@ def track_name(path: str) -> str:
     return "stdin"
   stem = os.path.splitext(os.path.basename(path))[0]
   return stem[:-len(".stem")] if stem.endswith(".stem") else stem
+
+
+def _make_folders(path, outputs_paths):
+  """Creates the output files' folders; returns those it created, deepest last."""
+  created = []
+  for folder in sorted({os.path.dirname(p) for p in outputs_paths if p != "-"}):
+    missing = []
+    while folder and not os.path.isdir(folder):
+      missing.append(folder)
+      folder = os.path.dirname(folder)
+    for folder in reversed(missing):
+      try:
+        os.mkdir(folder)
+      except FileExistsError:
+        continue
+      except OSError as e:
+        raise OSError(f"{path}: cannot create output folder {folder} ({e.strerror or e})") from None
+      created.append(folder)
+  return created
+
+
+def _out_of_memory(error: Exception) -> bool:
+  """TensorFlow's out-of-memory errors, also when XLA or Keras wrapped them."""
+  import tensorflow as tf
+  return isinstance(error, tf.errors.ResourceExhaustedError) or "RESOURCE_EXHAUSTED" in str(error)
