@@ -116,9 +116,10 @@ def test_no_inputs_is_a_usage_error(model_path):
 def test_in_process_separation_writes_wav_at_the_input_length(tmp_path, model_path):
   from wave_unet_tf import separate
   from wave_unet_tf.separation import Separator
+  from wave_unet_tf.separation.outputs import OutputOptions
   wav = write(tmp_path / "Artist - Title.stem.wav", song(0.5, 22050, 2), 22050)
   written, seconds = separate.separate_file(Separator(model_path, window_seconds=0.2, jit_compile=False), str(wav),
-                                            str(tmp_path / "out"), "wav", progress=False)
+                                            str(tmp_path / "out"), OutputOptions(codec="wav"), progress=False)
   assert [pathlib.Path(p).parent.name for p in written] == ["Artist - Title"] * 2
   assert all(soundfile.info(p).frames == int(0.5 * 22050) for p in written)
   assert seconds == pytest.approx(0.5)

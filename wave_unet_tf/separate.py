@@ -81,17 +81,18 @@ def _without_extensions(relative_path):
   return os.path.join(os.path.dirname(relative_path), track_name(relative_path))
 
 
-def separate_file(separator, path, output_dir, options, progress=True, stdout=None, track=None):
+def separate_file(separator, path, output_dir, options, progress=True, stdout=None, track=None, offset=0.0,
+                  duration=None):
   """Separates one file (or ``-``) with a progress bar on stderr; returns ``(written paths, seconds)``
   (seconds None: skipped). Raises `AudioError`/`OSError`/`ValueError` naming the file."""
   from tqdm import tqdm
 
   import soundfile
-  total = FLAGS.duration
+  total = duration
   if path != "-":  # soundfile would read '-' as stdin
     try:  # the length where the header says it cheaply; ffmpeg's formats go without
       header = soundfile.info(path)
-      total = min(total or 1e12, max(0.0, header.frames / header.samplerate - FLAGS.offset))
+      total = min(total or 1e12, max(0.0, header.frames / header.samplerate - offset))
     except Exception:  # the separation itself says what is wrong with the file
       pass
   bar = tqdm(desc=os.path.basename(path), total=None if total is None else round(total, 1), unit="s",
@@ -101,8 +102,8 @@ def separate_file(separator, path, output_dir, options, progress=True, stdout=No
     bar.n = round(seconds, 1)
     bar.refresh()
   try:
-    paths, seconds = separator.separate_file(path, output_dir, options=options, offset=FLAGS.offset,
-                                             duration=FLAGS.duration, track=track, stdout=stdout, progress=update)
+    paths, seconds = separator.separate_file(path, output_dir, options=options, offset=offset, duration=duration,
+                                             track=track, stdout=stdout, progress=update)
   finally:
     bar.close()
   return list(paths.values()), seconds
@@ -146,7 +147,8 @@ def main(argv):
     start = time.perf_counter()
     try:
       written, seconds = separate_file(separator, path, FLAGS.output_dir, options, FLAGS.progress,
-                                       stdout=sys.stdout.buffer if FLAGS.stdout else None, track=track)
+                                       stdout=sys.stdout.buffer if FLAGS.stdout else None, track=track,
+                                       offset=FLAGS.offset, duration=FLAGS.duration)
     except (AudioError, ValueError, OSError, RuntimeError) as e:
       message = " ".join(str(e).split())
       print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr, flush=True)
