@@ -172,8 +172,8 @@ class Separator:
     if self.window_seconds / 2 < smallest:
       return False
     self.window_seconds /= 2
-    runtime.notice(f"out of memory: separating with {self.window_seconds:g} s windows from now on (the result "
-                   f"does not change; --window_seconds sets them)")
+    runtime.notice("out of memory: the windows are halved until they fit (the result does not change; "
+                   "--window_seconds sets their size)")
     return True
 
   def separate_at_model_rate(self, mix: np.ndarray, progress=None) -> Dict[str, np.ndarray]:
