@@ -93,9 +93,34 @@ def test_stream_compiled_with_xla_equals_the_whole_song_pass(fixture_models):
 
 @pytest.mark.parametrize("changes", CONFIG_VARIANTS, ids=variant_id)
 @pytest.mark.parametrize("blocks", [1, 5])
-def test_stream_of_random_configs_equals_the_whole_song_pass(changes, blocks):
+def test_stream_of_random_configs_equals_the_whole_song_pass(changes, blocks, monkeypatch):
+  if blocks > 1:  # and with every long delay line kept outside the step
+    from wave_unet_tf.separation import stream_graph
+    monkeypatch.setattr(stream_graph, "HOST_DELAY_FLOATS", 0)
   model = randomised(wut.build_model(tiny_config(**changes)))
   assert_exact(model, blocks * grid(model.wave_unet_config), "random", song_frames=1500)
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+@pytest.mark.parametrize("name", FIXTURE_MODELS)
+def test_delay_lines_kept_outside_the_step_give_the_same_stream(fixture_models, name, blocks, monkeypatch):
+  from wave_unet_tf.separation import stream_graph
+  monkeypatch.setattr(stream_graph, "HOST_DELAY_FLOATS", 0)  # every line that can leave the step does
+  model = fixture_models[name]
+  block_frames = blocks * grid(model.wave_unet_config)
+  graph = stream_graph.StreamGraph(model, block_frames, host_delays=True)
+  assert graph.delay_specs and all(d.lag >= d.width for d in graph.delay_specs.values())
+  assert_exact(model, block_frames, "random", song_frames=2500 if blocks == 1 else 9000)
+
+
+def test_the_paper_models_long_delay_lines_are_kept_outside_the_step():
+  from wave_unet_tf.separation.stream_graph import StreamGraph
+  model = wut.build_model(wut.get_preset("M5-HighSR"))
+  inside, outside = StreamGraph(model, 4096), StreamGraph(model, 4096, host_delays=True)
+  floats = lambda specs: sum(frames * features for frames, features in specs)  # noqa: E731
+  assert floats(inside.state_specs.values()) > 6_000_000  # the skips wait for the whole network
+  assert floats(outside.state_specs.values()) < 200_000
+  assert inside.output_delay == outside.output_delay
 
 
 @pytest.mark.parametrize("changes", [{}, {"upsampling": "linear", "merge_filter_size": 4}])

@@ -25,7 +25,7 @@ Same-padding models (M1, M2) zero-pad every window's edges and are not shift-exa
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -34,6 +34,23 @@ from wave_unet_tf.sizes import grid, sizes_for_bottleneck
 # 93 ms at 44.1 kHz: M5-HighSR streams it several times faster than real time. The streaming API and the
 # --block_frames flag of wave-unet-export share it (this module imports no TensorFlow, so --help stays fast).
 DEFAULT_BLOCK_FRAMES = 4096
+
+
+# A delay line at least this long (frames x features) is kept by the host, when the step lets it: the skips
+# of the fine levels wait for the whole network's latency (M5-HighSR: 6.5 million floats in all), and
+# copying them through the step every block costs more than the block's convolutions at small blocks.
+HOST_DELAY_FLOATS = 1 << 16
+
+
+@dataclasses.dataclass(frozen=True)
+class DelaySpec:
+  """A delay line kept by the host: each block reads ``width`` frames from ``lag`` frames back (``lag >=
+  width``: all from earlier blocks) and appends its ``frames`` new frames of ``features``."""
+
+  lag: int
+  width: int
+  frames: int
+  features: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +76,16 @@ class _Walk:
   """Runs (or, with ``states`` None, only plans) the streaming ops, collecting the state they keep."""
 
   def __init__(self, states: Optional[Dict[str, object]] = None, folded: Optional[Dict[str, tuple]] = None,
-               fold_upsampling: bool = True):
+               fold_upsampling: bool = True, host_delays: bool = False, windows: Optional[Dict[str, object]] = None):
     self.states = states
     self.fold_upsampling = fold_upsampling
     self.folded = folded or {}  # up block name -> `fold_up_kernels`, computed once outside the step
     self.specs: Dict[str, Tuple[int, int]] = {}  # state name -> (frames, features), in walk order
     self.next_states: Dict[str, object] = {}
+    self.host_delays = host_delays
+    self.delay_specs: Dict[str, DelaySpec] = {}  # delay lines the host keeps, in walk order
+    self.windows = windows  # delay line name -> the frames this block reads from it (given by the host)
+    self.history: Dict[str, object] = {}  # delay line name -> this block's new frames (for the host to keep)
 
   @property
   def planning(self):
@@ -83,6 +104,22 @@ class _Walk:
     joined = tf.concat([tf.cast(self.states[name], stream.tensor.dtype), stream.tensor], axis=1)
     self.next_states[name] = joined[:, stream.frames:]
     return joined
+
+  def _window(self, name, stream: Stream, lag: int, width: int):
+    """Stream frames ``t - lag .. t - lag + width - 1``, ``t`` the block's first new frame. A long delay line
+    is kept by the host when it may (``host_delays``): the step then reads only the window it needs and hands
+    back its new frames, instead of copying the whole line in and out every block."""
+    if self.host_delays and lag >= width and lag * stream.features >= HOST_DELAY_FLOATS:
+      if name in self.delay_specs or name in self.specs:
+        raise ValueError(f"two states named {name!r}")
+      self.delay_specs[name] = DelaySpec(lag, width, stream.frames, stream.features)
+      if self.planning:
+        return None
+      self.history[name] = stream.tensor
+      import tensorflow as tf
+      return tf.cast(self.windows[name], stream.tensor.dtype)
+    joined = self._cached(name, stream, lag)
+    return None if self.planning else joined[:, :width]
 
   def conv(self, name, layer, kernel_size: int, filters: int, stream: Stream) -> Stream:
     """A valid convolution (``layer``, a Keras ``Conv1D``) over the stream."""
@@ -120,8 +157,7 @@ class _Walk:
     lag = delay - offset - stream.delay
     if lag < 0:
       raise ValueError(f"{name}: negative lag {lag}")
-    joined = self._cached(name, stream, lag)
-    tensor = None if self.planning else joined[:, :stream.frames]
+    tensor = self._window(name, stream, lag, stream.frames)
     return Stream(tensor, delay, stream.frames, stream.features, stream.length - offset)
 
   def crop_concat(self, name, skip: Stream, x: Stream) -> Stream:
@@ -146,7 +182,7 @@ class _Walk:
       return self.conv(name, layer, kernel_size, filters, merged)
     # The skip's delay line and the convolution's cache are one: lag + K - 1 earlier frames.
     lag = delay - offset - skip.delay
-    skip_joined = self._cached(f"{name}/skip", skip, lag + kernel_size - 1)
+    skip_window = self._window(f"{name}/skip", skip, lag + kernel_size - 1, upsampled.frames + kernel_size - 1)
     taps = _upsampled_taps(kernel_size)
     x_joined = self._cached(f"{name}/x", x, taps.shape[2] - 1)
     tensor = None
@@ -154,8 +190,7 @@ class _Walk:
       import tensorflow as tf
       skip_kernel, low_rate, bias = self.folded[name] if name in self.folded else fold_up_kernels(
           layer, keep, skip.features)
-      from_skip = tf.nn.conv1d(skip_joined[:, :upsampled.frames + kernel_size - 1], skip_kernel, stride=1,
-                               padding="VALID")
+      from_skip = tf.nn.conv1d(skip_window, skip_kernel, stride=1, padding="VALID")
       from_x = tf.nn.conv1d(x_joined, low_rate, stride=1, padding="VALID")  # [1, n, 2F]: both phases
       tensor = layer.activation(from_skip + tf.reshape(from_x, [1, upsampled.frames, filters]) + bias)
     return Stream(tensor, delay + kernel_size - 1, upsampled.frames, filters, upsampled.length - kernel_size + 1)
@@ -251,17 +286,20 @@ class StreamGraph:
   """The streaming step of ``model`` for blocks of ``block_frames`` samples at the model's rate.
 
   ``fold_upsampling=False`` runs the up blocks as the model does (upsample, crop-and-concat, convolve)
-  instead of folding the upsampling into the convolution (the same result, slower).
+  instead of folding the upsampling into the convolution (the same result, slower). ``host_delays=True``
+  leaves the long delay lines to the caller (`delay_specs`, `HostDelayLines`): the step then takes the
+  window each reads and returns each one's new frames, after the states.
 
   Attributes:
     config: the model's config.
     block_frames: input samples per step (a multiple of the grid ``2**num_layers``).
     state_specs: ``{name: (frames, features)}``, the state tensors ``[1, frames, features]`` in step order.
+    delay_specs: ``{name: DelaySpec}``, the delay lines the caller keeps (none unless ``host_delays``).
     output_delay: output stream frame ``s`` of the stream holds frame ``s - output_delay`` of a whole-song
       pass over the same input stream.
   """
 
-  def __init__(self, model, block_frames: int, fold_upsampling: bool = True):
+  def __init__(self, model, block_frames: int, fold_upsampling: bool = True, host_delays: bool = False):
     config = model.wave_unet_config
     if not config.context:
       raise ValueError("streaming needs a model with context (valid convolutions); a same-padding model "
@@ -273,10 +311,11 @@ class StreamGraph:
     self.model = model
     self.config = config
     self.block_frames = block_frames
-    self.fold_upsampling = fold_upsampling
-    walk = _Walk(fold_upsampling=fold_upsampling)
+    self.fold_upsampling, self.host_delays = fold_upsampling, host_delays
+    walk = _Walk(fold_upsampling=fold_upsampling, host_delays=host_delays)
     _, self.output_delay = _walk_network(model, walk, self._mix_stream(None))
     self.state_specs = dict(walk.specs)
+    self.delay_specs = dict(walk.delay_specs)
     self._folded = None
 
   def _mix_stream(self, tensor) -> Stream:
@@ -302,32 +341,71 @@ class StreamGraph:
     """Zeros for every state (the frames they stand for are discarded as part of ``output_delay``)."""
     return [np.zeros((1, frames, features), np.float32) for frames, features in self.state_specs.values()]
 
-  def step(self, mix, states: List[object]):
-    """One block: ``mix [1, block_frames, channels]`` and the states -> ``(sources, next states)``, sources
-    a list ``[1, block_frames, channels]`` in ``config.source_names`` order."""
-    walk = _Walk(dict(zip(self.state_specs, states)), self._folded_kernels(), self.fold_upsampling)
+  def step(self, mix, states: List[object], windows: List[object] = ()):
+    """One block: ``mix [1, block_frames, channels]``, the states and the host's delay-line windows ->
+    ``(sources, next states, new delay-line frames)``, sources a list ``[1, block_frames, channels]`` in
+    ``config.source_names`` order."""
+    walk = _Walk(dict(zip(self.state_specs, states)), self._folded_kernels(), self.fold_upsampling,
+                 self.host_delays, dict(zip(self.delay_specs, windows)))
     sources, _ = _walk_network(self.model, walk, self._mix_stream(mix))
-    return sources, [walk.next_states[name] for name in self.state_specs]
+    return (sources, [walk.next_states[name] for name in self.state_specs],
+            [walk.history[name] for name in self.delay_specs])
 
   def state_names(self) -> List[str]:
     """Tensor names for the states (TFLite signature keys)."""
     return ["state_" + "".join(c if c.isalnum() else "_" for c in name) for name in self.state_specs]
 
   def input_signature(self):
-    """``[mix, *states]`` as ``tf.TensorSpec``: ``[1, block_frames, channels]`` and ``[1, frames, features]``."""
+    """``[mix, *states, *windows]`` as ``tf.TensorSpec``: ``[1, block_frames, channels]``, ``[1, frames,
+    features]`` per state and ``[1, width, features]`` per host delay line."""
     import tensorflow as tf
     signature = [tf.TensorSpec([1, self.block_frames, self.config.num_channels], tf.float32, name="mix")]
-    return signature + [tf.TensorSpec([1, frames, features], tf.float32, name=name)
-                        for (frames, features), name in zip(self.state_specs.values(), self.state_names())]
+    signature += [tf.TensorSpec([1, frames, features], tf.float32, name=name)
+                  for (frames, features), name in zip(self.state_specs.values(), self.state_names())]
+    return signature + [tf.TensorSpec([1, d.width, d.features], tf.float32) for d in self.delay_specs.values()]
 
-  def flat_step(self, mix, *states):
-    """`step` with the states as arguments and float32 results: ``(sources tuple, states tuple)``."""
+  def flat_step(self, mix, *inputs):
+    """`step` with the states (then the windows) as arguments and float32 results: ``(sources tuple, states
+    tuple)``, the new delay-line frames after the states."""
     import tensorflow as tf
-    sources, next_states = self.step(mix, list(states))
-    return tuple(sources), tuple(tf.cast(s, tf.float32) for s in next_states)
+    count = len(self.state_specs)
+    sources, next_states, history = self.step(mix, list(inputs[:count]), list(inputs[count:]))
+    return tuple(sources), tuple(tf.cast(s, tf.float32) for s in next_states + history)
 
   def function(self, jit_compile: bool = True):
     """The step as one ``tf.function`` over fixed shapes: ``f(mix, *states) -> (sources, states)``."""
     import tensorflow as tf
     return tf.function(self.flat_step, input_signature=self.input_signature(), jit_compile=jit_compile,
                        autograph=False)
+
+
+class HostDelayLines:
+  """The delay lines a ``host_delays`` step leaves to its caller, as the blocks of new frames that went by
+  (immutable: a state can be kept and resumed, as the stream's primed start is). Each block reads one
+  window, copying ``width`` frames instead of the whole line.
+  """
+
+  def __init__(self, specs: Sequence[DelaySpec], blocks: Optional[Tuple[tuple, ...]] = None):
+    self.specs = list(specs)
+    # Per line, its last blocks newest first: as many as the oldest frame read may lie back.
+    self.blocks = blocks if blocks is not None else tuple(
+        (np.zeros((1, d.frames, d.features), np.float32),) * -(-d.lag // d.frames) for d in self.specs)
+
+  def windows(self) -> List[np.ndarray]:
+    """Each line's frames ``t - lag .. t - lag + width - 1`` (``t``: the block's first new frame)."""
+    windows = []
+    for spec, blocks in zip(self.specs, self.blocks):
+      parts, frame, end = [], -spec.lag, spec.width - spec.lag
+      while frame < end:
+        back = -(frame // spec.frames)  # block `back` holds frames -back * n .. -back * n + n - 1
+        start = frame + back * spec.frames
+        take = min(spec.frames - start, end - frame)
+        parts.append(blocks[back - 1][:, start:start + take])
+        frame += take
+      windows.append(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1))
+    return windows
+
+  def after(self, history) -> "HostDelayLines":
+    """The lines once this block's new frames (``history``, one per line) went in."""
+    return HostDelayLines(self.specs, tuple(((np.asarray(new),) + blocks)[:len(blocks)]
+                                            for new, blocks in zip(history, self.blocks)))

@@ -30,25 +30,32 @@ from wave_unet_tf.sizes import model_context
 class KerasStreamStep:
   """A `WaveUNet`'s streaming step, compiled once (with XLA by default) for ``[1, block_frames, channels]``.
 
+  The long delay lines (the fine levels' skips, waiting for the coarse levels) stay here between blocks
+  (`HostDelayLines`) and the step reads only the window of each it needs, so a block costs its own frames
+  rather than a copy of every line (benchmarks/streaming.py).
+
   Attributes:
     config, block_frames, output_delay: as `wave_unet_tf.separation.stream_graph.StreamGraph`.
   """
 
   def __init__(self, model, block_frames: int, jit_compile: bool = True):
     from wave_unet_tf.separation.stream_graph import StreamGraph
-    self.graph = StreamGraph(model, block_frames)
+    self.graph = StreamGraph(model, block_frames, host_delays=True)
     self.config, self.block_frames, self.output_delay = model.wave_unet_config, block_frames, self.graph.output_delay
     # The concrete function: calling it skips tf.function's signature matching (~ms per block).
     self._function = self.graph.function(jit_compile=jit_compile).get_concrete_function()
 
-  def initial_states(self) -> List[object]:
-    return self.graph.initial_states()
+  def initial_states(self):
+    from wave_unet_tf.separation.stream_graph import HostDelayLines
+    return self.graph.initial_states(), HostDelayLines(self.graph.delay_specs.values())
 
   def run(self, mix: np.ndarray, states):
     """``mix [1, block_frames, channels]`` -> ``(list of [block_frames, channels] per source, states)``."""
     import tensorflow as tf
-    sources, states = self._function(tf.constant(mix), *states)
-    return [s.numpy()[0] for s in sources], states
+    tensors, lines = states
+    sources, outputs = self._function(tf.constant(mix), *tensors, *lines.windows())
+    count = len(tensors)
+    return [s.numpy()[0] for s in sources], (outputs[:count], lines.after(outputs[count:]))
 
 
 def as_stream_step(model_or_path, block_frames: int, jit_compile: bool = True):
