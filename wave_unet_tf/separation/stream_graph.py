@@ -20,7 +20,10 @@ padded song (``model_context(config)[0]`` zeros, then the song), output stream f
 ``s - output_delay``, equal to the whole-song pass to float rounding.
 
 The state travels in and out of the step as tensors (``[1, frames, features]`` each): the step is a pure
-function, compiled with XLA in-process and converted as it is to a TFLite model with builtin ops only.
+function, converted as it is to a TFLite model with builtin ops only. In-process (compiled with XLA) the
+long delay lines stay outside it (``host_delays``, `HostDelayLines`): a fine level's skip waits for the
+whole network's latency, and copying such a line in and out of the step costs each block as much as the
+line is long, where reading its window costs as much as the block is long.
 Same-padding models (M1, M2) zero-pad every window's edges and are not shift-exact; they are refused.
 """
 
