@@ -77,7 +77,8 @@ class CheckpointFolder:
     except (tf.errors.OpError, OSError) as e:
       target = f"{self.manager._checkpoint_prefix}-{number}"  # the name CheckpointManager gives it
       self._remove_partial(target)
-      raise SaveError(f"cannot write checkpoint {target}: {_reason(e)}; {_kept(self.latest)}") from None
+      kept = f"{self.latest} (step {_number(self.latest)}) is kept" if self.latest else "nothing else changed"
+      raise SaveError(f"cannot write checkpoint {target}: {_reason(e)}; {kept}") from None
 
   # -- bookkeeping --------------------------------------------------------------------------------------------
 
@@ -157,7 +158,8 @@ def _write_state(directory, names, timestamps, last_preserved_timestamp):
   """The ``checkpoint`` state file, with names relative to ``directory`` as CheckpointManager writes them, and
   timestamps after ``last_preserved_timestamp`` so that the manager rotates them out in turn."""
   checkpoint_management.update_checkpoint_state_internal(
-      directory, names[-1], names, save_relative_paths=True, all_model_checkpoint_timestamps=timestamps,
+      directory, os.path.join(directory, names[-1]), [os.path.join(directory, n) for n in names],
+      save_relative_paths=True, all_model_checkpoint_timestamps=timestamps,
       last_preserved_timestamp=last_preserved_timestamp)
 
 
@@ -176,10 +178,6 @@ def _reason(error):
                                                                                                 errno.EDQUOT):
     return "no space left on device (free some and run the same command to resume)"
   return _short(error)
-
-
-def _kept(latest):
-  return f"{latest} (step {_number(latest)}) is kept" if latest else "no earlier checkpoint"
 
 
 def _short(error):

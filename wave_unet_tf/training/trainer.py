@@ -131,26 +131,25 @@ class Trainer:
   def _run_steps(self, train_step, batches, count, batch_size):
     run = self.run_options
     epoch = int(self.state.epoch)
-    bar = tqdm.tqdm(total=count, desc=f"stage {int(self.state.stage)} epoch {epoch}", unit="step",
-                    disable=not self.chief, dynamic_ncols=True)
     start = time.perf_counter()
-    for i in range(count):
-      loss = float(train_step(next(batches)))
-      step = int(self.state.step.assign_add(1))
-      if not math.isfinite(loss):
-        bar.close()
-        raise TrainingError(f"training loss is {loss} at step {step}; stopped without saving, the last good "
-                            f"checkpoint {self.checkpoints.latest or '(none)'} is kept")
-      bar.update()
-      bar.set_postfix(loss=f"{loss:.5f}", steps_per_s=f"{(i + 1) / (time.perf_counter() - start):.2f}")
-      if self.train_writer and (step % run.summary_every == 0 or i == 0):
-        with self.train_writer.as_default(step=step):
-          tf.summary.scalar("loss", loss)
-          tf.summary.scalar("learning_rate", self._learning_rate())
-          tf.summary.scalar("examples_per_s", (i + 1) * batch_size / (time.perf_counter() - start))
-      if run.checkpoint_every and step % run.checkpoint_every == 0 and i < count - 1:
-        self.checkpoints.save(step)
-    bar.close()
+    # Closed however the steps end, so that an error is a line of its own, not the end of the bar's.
+    with tqdm.tqdm(total=count, desc=f"stage {int(self.state.stage)} epoch {epoch}", unit="step",
+                   disable=not self.chief, dynamic_ncols=True) as bar:
+      for i in range(count):
+        loss = float(train_step(next(batches)))
+        step = int(self.state.step.assign_add(1))
+        if not math.isfinite(loss):
+          raise TrainingError(f"training loss is {loss} at step {step}; stopped without saving, the last good "
+                              f"checkpoint {self.checkpoints.latest or '(none)'} is kept")
+        bar.update()
+        bar.set_postfix(loss=f"{loss:.5f}", steps_per_s=f"{(i + 1) / (time.perf_counter() - start):.2f}")
+        if self.train_writer and (step % run.summary_every == 0 or i == 0):
+          with self.train_writer.as_default(step=step):
+            tf.summary.scalar("loss", loss)
+            tf.summary.scalar("learning_rate", self._learning_rate())
+            tf.summary.scalar("examples_per_s", (i + 1) * batch_size / (time.perf_counter() - start))
+        if run.checkpoint_every and step % run.checkpoint_every == 0 and i < count - 1:
+          self.checkpoints.save(step)
 
   def _end_epoch(self) -> bool:
     """Validates, updates early stopping, checkpoints; True when the stage is over."""
