@@ -134,6 +134,19 @@ class CheckpointFolder:
       pass  # no room even for the state file: resuming skips the missing checkpoint
 
 
+def remove_leftovers(model_dir: str) -> None:
+  """Removes what a killed run left mid-write in ``model_dir`` (a best.keras or config being written, a
+  checkpoint's temporary folder or state file); call it only while holding the folder's lock."""
+  patterns = [".tmp-*", os.path.join("checkpoints", "*_temp"), os.path.join("best", "*_temp"),
+              os.path.join("checkpoints", "checkpoint.tmp*"), os.path.join("best", "checkpoint.tmp*")]
+  for pattern in patterns:
+    for path in glob.glob(os.path.join(glob.escape(model_dir), pattern)):
+      if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        _remove(path)
+
+
 def check_best_model(path: str, rebuild) -> None:
   """Rebuilds the ``best.keras`` at ``path`` when it does not load; ``rebuild()`` returns ``(model, source)``."""
   if not os.path.exists(path):
