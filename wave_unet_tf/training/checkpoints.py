@@ -125,13 +125,16 @@ class CheckpointFolder:
     """Removes what a failed save of ``target`` left: its temporary folder and state file, and its own files
     (half merged, or an older checkpoint of the same number half overwritten)."""
     shutil.rmtree(f"{target}_temp", ignore_errors=True)
-    for leftover in glob.glob(os.path.join(self.directory, "checkpoint.tmp*")):
-      _remove(leftover)
     _remove_files(target)
     try:
-      self._forget([target])
+      if os.path.basename(target) in {os.path.basename(p) for p in self._listed()}:
+        self._forget([target])
     except (tf.errors.OpError, OSError):
       pass  # no room even for the state file: resuming skips the missing checkpoint
+    finally:
+      for leftover in glob.glob(os.path.join(glob.escape(self.directory), "checkpoint.tmp*")):
+        _remove(leftover)
+    self.manager = self._open_manager()  # what is on disk now, not what the failed save recorded
 
 
 def remove_leftovers(model_dir: str) -> None:
