@@ -190,8 +190,10 @@ class Trainer:
     """``(model, source)`` for a damaged best.keras: the best checkpoint, else (no validation yet, or none at
     all) the latest model, which is what best.keras then holds."""
     if self.best.latest:
-      model = build_model(self.config)
-      source = self.best.restore(tf.train.Checkpoint(model=model))
+      # The weights are in the checkpoint through the optimizer's list of the variables it trains.
+      model, optimizer = build_model(self.config), steps.make_optimizer(self.config)
+      optimizer.build(model.trainable_variables)
+      source = self.best.restore(tf.train.Checkpoint(model=model, optimizer=optimizer))
       if source:
         return model, source
     return self.model, self.checkpoints.latest
