@@ -53,8 +53,8 @@ class CheckpointFolder:
     """Restores the newest readable checkpoint into ``checkpoint`` (default: the folder's own); returns its
     path, None for an empty folder. `NoReadableCheckpointError` names them all when none reads."""
     checkpoint = checkpoint or self.checkpoint
-    damaged = []
-    for path in reversed(self._listed()):
+    damaged, listed = [], self._listed()
+    for path in reversed(listed):
       try:
         checkpoint.restore(path).assert_existing_objects_matched()
       except READ_ERRORS as e:
@@ -62,7 +62,7 @@ class CheckpointFolder:
         continue
       # A damaged read may have assigned some variables already; this full restore overwrote every one.
       if damaged:
-        self._forget(self._listed()[self._listed().index(path) + 1:])
+        self._forget(listed[listed.index(path) + 1:])
         runtime.notice(f"{_names(damaged)} damaged; resuming from {path} (step {_number(path)})")
       return path
     if damaged:
@@ -97,7 +97,7 @@ class CheckpointFolder:
   def _recover_lost_state(self):
     """Rewrites a lost or unreadable ``checkpoint`` state file from the checkpoints on disk; TensorFlow would
     otherwise start over and never delete them."""
-    on_disk = sorted(glob.glob(os.path.join(self.directory, "ckpt-*.index")), key=_number)
+    on_disk = sorted(glob.glob(os.path.join(glob.escape(self.directory), "ckpt-*.index")), key=_number)
     if on_disk and tf.train.get_checkpoint_state(self.directory) is None:
       names = [os.path.basename(p)[:-len(".index")] for p in on_disk][-self.max_to_keep:]
       now = time.time()
