@@ -7,6 +7,7 @@ Every config field is a flag (see --helpfull). Running the same command again wi
 resumes where it stopped. --batch_size is the global batch, split across all replicas.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -47,8 +48,15 @@ def main(argv):
     keras.mixed_precision.set_global_policy(options.mixed_precision)
   from wave_unet_tf.training.trainer import Trainer
 
-  trainer = Trainer(config, FLAGS.model_dir, data, options, strategies.make_strategy(options.strategy, options.tpu))
-  summary = trainer.train()
+  from wave_unet_tf.training import checkpoints, lock
+
+  strategy = strategies.make_strategy(options.strategy, options.tpu)
+  chief = strategies.is_chief(strategy)
+  # One process trains in a folder at a time; in a multi-worker run the chief, which writes it, holds the lock.
+  with lock.hold(FLAGS.model_dir) if chief else contextlib.nullcontext():
+    if chief:
+      checkpoints.remove_leftovers(FLAGS.model_dir)  # no other process writes here now
+    summary = Trainer(config, FLAGS.model_dir, data, options, strategy).train()
   print(json.dumps(summary))
 
 

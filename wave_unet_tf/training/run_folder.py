@@ -5,6 +5,7 @@
     <model_dir>/best/               the best validation checkpoint, where the fine-tuning stage starts
     <model_dir>/best.keras          the best model, for separation and export
     <model_dir>/logs/{train,valid}  TensorBoard
+    <model_dir>/train.lock          held while a process trains here (lock.py)
 """
 
 import os

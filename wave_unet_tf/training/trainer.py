@@ -19,10 +19,10 @@ import tqdm
 from wave_unet_tf import runtime
 from wave_unet_tf.config import Config
 from wave_unet_tf.data import pipeline, tracks as track_finder
-from wave_unet_tf.model.saving import save_model
 from wave_unet_tf.model_sources import BEST_MODEL
 from wave_unet_tf.model.wave_unet import build_model
 from wave_unet_tf.training import run_folder, settings, step as steps
+from wave_unet_tf.training.checkpoints import CheckpointFolder, check_best_model, save_best_model
 from wave_unet_tf.training.settings import DataOptions, RunOptions  # noqa: F401  (the trainer's API)
 from wave_unet_tf.training.strategy import is_chief, worker_id
 
@@ -71,13 +71,13 @@ class Trainer:
     objects = dict(model=self.model, optimizer=self.optimizer, **self.state.as_dict())
     # Non-chief workers must save too (collectives), but into a scratch folder.
     folder = model_dir if self.chief else os.path.join(model_dir, f".worker_{worker_id(self.strategy)}")
-    self.checkpoint = tf.train.Checkpoint(**objects)
-    self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(folder, "checkpoints"), max_to_keep=2)
-    self.best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.model, optimizer=self.optimizer),
-                                                   os.path.join(folder, "best"), max_to_keep=1)
-    if self.manager.latest_checkpoint:
-      self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+    # Two of each kept, so that a damaged latest one leaves the one before (see checkpoints.py).
+    self.checkpoints = CheckpointFolder(tf.train.Checkpoint(**objects), os.path.join(folder, "checkpoints"))
+    self.best = CheckpointFolder(tf.train.Checkpoint(model=self.model, optimizer=self.optimizer),
+                                 os.path.join(folder, "best"))
+    if self.checkpoints.restore():
       if self.chief:
+        check_best_model(os.path.join(model_dir, BEST_MODEL), self._rebuild_best_model)
         tqdm.tqdm.write(f"resuming {model_dir} at step {int(self.state.step)}, epoch {int(self.state.epoch)}, "
                         f"stage {int(self.state.stage)}")
     logs = os.path.join(model_dir, "logs")
@@ -117,7 +117,7 @@ class Trainer:
       if todo:
         self._run_steps(train_step, batches, todo, batch_size)
       if self._steps_done_in_epoch() < c.steps_per_epoch:
-        self.manager.save(checkpoint_number=int(self.state.step))
+        self.checkpoints.save(int(self.state.step))
         if not os.path.exists(os.path.join(self.model_dir, BEST_MODEL)):
           self._save_best_model()  # stopped before the first validation: the latest model stands in
         return False  # max_steps reached within the epoch
@@ -131,26 +131,25 @@ class Trainer:
   def _run_steps(self, train_step, batches, count, batch_size):
     run = self.run_options
     epoch = int(self.state.epoch)
-    bar = tqdm.tqdm(total=count, desc=f"stage {int(self.state.stage)} epoch {epoch}", unit="step",
-                    disable=not self.chief, dynamic_ncols=True)
     start = time.perf_counter()
-    for i in range(count):
-      loss = float(train_step(next(batches)))
-      step = int(self.state.step.assign_add(1))
-      if not math.isfinite(loss):
-        bar.close()
-        raise TrainingError(f"training loss is {loss} at step {step}; stopped without saving, the last good "
-                            f"checkpoint {self.manager.latest_checkpoint or '(none)'} is kept")
-      bar.update()
-      bar.set_postfix(loss=f"{loss:.5f}", steps_per_s=f"{(i + 1) / (time.perf_counter() - start):.2f}")
-      if self.train_writer and (step % run.summary_every == 0 or i == 0):
-        with self.train_writer.as_default(step=step):
-          tf.summary.scalar("loss", loss)
-          tf.summary.scalar("learning_rate", self._learning_rate())
-          tf.summary.scalar("examples_per_s", (i + 1) * batch_size / (time.perf_counter() - start))
-      if run.checkpoint_every and step % run.checkpoint_every == 0 and i < count - 1:
-        self.manager.save(checkpoint_number=step)
-    bar.close()
+    # Closed however the steps end, so that an error is a line of its own, not the end of the bar's.
+    with tqdm.tqdm(total=count, desc=f"stage {int(self.state.stage)} epoch {epoch}", unit="step",
+                   disable=not self.chief, dynamic_ncols=True) as bar:
+      for i in range(count):
+        loss = float(train_step(next(batches)))
+        step = int(self.state.step.assign_add(1))
+        if not math.isfinite(loss):
+          raise TrainingError(f"training loss is {loss} at step {step}; stopped without saving, the last good "
+                              f"checkpoint {self.checkpoints.latest or '(none)'} is kept")
+        bar.update()
+        bar.set_postfix(loss=f"{loss:.5f}", steps_per_s=f"{(i + 1) / (time.perf_counter() - start):.2f}")
+        if self.train_writer and (step % run.summary_every == 0 or i == 0):
+          with self.train_writer.as_default(step=step):
+            tf.summary.scalar("loss", loss)
+            tf.summary.scalar("learning_rate", self._learning_rate())
+            tf.summary.scalar("examples_per_s", (i + 1) * batch_size / (time.perf_counter() - start))
+        if run.checkpoint_every and step % run.checkpoint_every == 0 and i < count - 1:
+          self.checkpoints.save(step)
 
   def _end_epoch(self) -> bool:
     """Validates, updates early stopping, checkpoints; True when the stage is over."""
@@ -159,7 +158,7 @@ class Trainer:
     epoch, step = int(self.state.epoch), int(self.state.step)
     if loss is None:  # no validation: the latest model is the best there is, and only max_epochs stops
       self._save_best_model()
-      self.manager.save(checkpoint_number=step)
+      self.checkpoints.save(step)
       if self.chief:
         tqdm.tqdm.write(f"epoch {epoch}: done (no validation tracks)")
       return bool(self.config.max_epochs and epoch - int(self.state.stage_start_epoch) >= self.config.max_epochs)
@@ -167,7 +166,7 @@ class Trainer:
     if improved:
       self.state.best_loss.assign(loss)
       self.state.worse_epochs.assign(0)
-      self.best_manager.save(checkpoint_number=step)
+      self.best.save(step)
       self._save_best_model()
     else:
       self.state.worse_epochs.assign_add(1)
@@ -176,7 +175,7 @@ class Trainer:
         tf.summary.scalar("loss", loss)
         self._audio_summary()
       self.valid_writer.flush()
-    self.manager.save(checkpoint_number=step)
+    self.checkpoints.save(step)
     if self.chief:
       tqdm.tqdm.write(f"epoch {epoch}: validation loss {loss:.6f}" + (" (best)" if improved else ""))
     stage_epochs = epoch - int(self.state.stage_start_epoch)
@@ -185,17 +184,27 @@ class Trainer:
 
   def _save_best_model(self):
     if self.chief:
-      save_model(self.model, os.path.join(self.model_dir, BEST_MODEL))
+      save_best_model(self.model, os.path.join(self.model_dir, BEST_MODEL))
+
+  def _rebuild_best_model(self):
+    """``(model, source)`` for a damaged best.keras: the best checkpoint, else (no validation yet, or none at
+    all) the latest model, which is what best.keras then holds."""
+    if self.best.latest:
+      # The weights are in the checkpoint through the optimizer's list of the variables it trains.
+      model, optimizer = build_model(self.config), steps.make_optimizer(self.config)
+      optimizer.build(model.trainable_variables)
+      source = self.best.restore(tf.train.Checkpoint(model=model, optimizer=optimizer))
+      if source:
+        return model, source
+    return self.model, self.checkpoints.latest
 
   def _next_stage(self):
     self.state.stage.assign_add(1)
     self.state.worse_epochs.assign(0)
     self.state.stage_start_epoch.assign(self.state.epoch)
-    if int(self.state.stage) < len(self.stages()) and self.best_manager.latest_checkpoint and self.valid_tracks:
-      # The fine-tuning stage starts from the best model so far, as the paper does.
-      tf.train.Checkpoint(model=self.model, optimizer=self.optimizer).restore(
-          self.best_manager.latest_checkpoint).assert_existing_objects_matched()
-    self.manager.save(checkpoint_number=int(self.state.step))
+    if int(self.state.stage) < len(self.stages()) and self.best.latest and self.valid_tracks:
+      self.best.restore()  # the fine-tuning stage starts from the best model so far, as the paper does
+    self.checkpoints.save(int(self.state.step))
 
   # -- data, validation and summaries -------------------------------------------------------------------------
 
