@@ -97,6 +97,8 @@ def main(argv):
       written, seconds = separate_file(separator, path, FLAGS.output_dir, FLAGS.codec, FLAGS.progress,
                                        stdout=sys.stdout.buffer if FLAGS.stdout else None)
     except (AudioError, ValueError, OSError, RuntimeError) as e:
+      if len(inputs) == 1:
+        raise  # its one line is the command's error
       message = " ".join(str(e).split())
       print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr, flush=True)
       failures.append(path)

@@ -31,7 +31,7 @@ from wave_unet_tf import audio
 from wave_unet_tf.files import atomic_output
 from wave_unet_tf.separation import windows
 
-READ_FRAMES = 65536  # samples per block read: large enough to keep per-block costs small, ~1.5 s at 44.1 kHz
+READ_FRAMES = audio.READ_FRAMES  # samples per block read: large enough to keep per-block costs small, ~1.5 s at 44.1 kHz
 QUEUE_BLOCKS = 4  # blocks a thread may run ahead
 
 
@@ -47,35 +47,45 @@ class AudioSource:
       return
     if not os.path.isfile(path):
       raise audio.AudioError(f"{path}: no such audio file")
-    try:
-      self._file = soundfile.SoundFile(path)
-    except Exception:  # not for libsndfile: ffmpeg decodes it
-      self._file = None
+    self._file = audio.open_soundfile(path)  # header checked: rate, channels, truncation
+    if self._file is None:  # not for libsndfile: ffmpeg decodes it
       self._open_ffmpeg(None, path)
       return
     self.sample_rate, self.channels, self.frames = self._file.samplerate, self._file.channels, self._file.frames
-    self._check_header()
 
   def _open_ffmpeg(self, stdin, path):
+    import tempfile
+
     from wave_unet_tf.separation.live import WavStreamReader, decode_with_ffmpeg
     self._file = None
-    self._decoder = decode_with_ffmpeg(stdin, path)
-    self._reader = WavStreamReader(self._decoder.stdout, name=self.path)
+    self._errors = tempfile.TemporaryFile()  # ffmpeg's reason, should it fail (a file: no pipe to keep drained)
+    self._decoder = decode_with_ffmpeg(stdin, path, stderr=self._errors)
+    try:
+      self._reader = WavStreamReader(self._decoder.stdout, name=self.path)
+    except audio.AudioError:
+      self._decoder.wait()
+      reason = self._ffmpeg_reason()
+      self.close()
+      raise audio.AudioError(f"{self.path}: unreadable audio ({reason})") from None
     self.sample_rate, self.channels, self.frames = self._reader.sample_rate, self._reader.channels, None
-    self._check_header()
+    try:
+      audio.check_format(self.path, self.sample_rate, self.channels)
+    except audio.AudioError:
+      self.close()
+      raise
 
-  def _check_header(self):
-    if not 1 <= self.sample_rate <= 1_000_000:
-      raise audio.AudioError(f"{self.path}: sample rate {self.sample_rate} Hz is not a usable rate")
-    if self.channels > 2 or self.channels < 1:
-      raise audio.AudioError(f"{self.path}: {self.channels} channels; only mono and stereo are supported")
+  def _ffmpeg_reason(self):
+    self._errors.seek(0)
+    return audio.ffmpeg_reason(self._errors.read(4096), self.path)
 
   def blocks(self, frames: Optional[int] = None) -> Iterator[np.ndarray]:
     frames = frames or READ_FRAMES
     done = 0
+    if self._file is not None:
+      chunks = audio.read_blocks(self._file, self.path, frames)  # bounded reads, whatever the header says
+    else:
+      chunks = self._reader.chunks(frames)
     try:
-      chunks = (self._file.blocks(frames, dtype="float32", always_2d=True) if self._file is not None
-                else self._reader.chunks(frames))
       for chunk in chunks:
         if not np.all(np.isfinite(chunk)):
           raise ValueError("NaN or Inf samples")
@@ -83,12 +93,12 @@ class AudioSource:
         yield chunk
     except audio.AudioError:
       raise
-    except Exception as e:  # libsndfile and numpy errors mid-file
+    except Exception as e:  # numpy errors, a broken pipe
       raise audio.AudioError(f"{self.path}: decoding failed at {done / self.sample_rate:.1f} s "
                              f"({' '.join(str(e).split())})") from None
     if self._decoder is not None and self._decoder.wait():
-      raise audio.AudioError(f"{self.path}: decoding failed at {done / self.sample_rate:.1f} s (ffmpeg stopped "
-                             f"with status {self._decoder.returncode})")
+      raise audio.AudioError(f"{self.path}: decoding failed at {done / self.sample_rate:.1f} s "
+                             f"({self._ffmpeg_reason()})")
     if done == 0:
       raise audio.AudioError(f"{self.path}: no audio samples")
 
@@ -100,6 +110,7 @@ class AudioSource:
       if self._decoder.poll() is None:
         self._decoder.kill()
       self._decoder.wait()
+      self._errors.close()
 
 
 class Resampler:
