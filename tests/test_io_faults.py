@@ -163,3 +163,116 @@ def test_separate_command_on_a_hostile_file_is_one_line_naming_it(hostile, model
                        memory_limit=COMMAND_MEMORY_LIMIT)
   assert_one_line_error(result, hostile[name])
   assert not list(out.iterdir())
+
+
+# -- datasets: training and evaluation skip a damaged track, or stop with --strict_data ---------------------
+
+TINY_TRAIN = ["--preset=M5", "--num_layers=3", "--num_initial_filters=4", "--sample_rate=8000", "--num_channels=1",
+              "--num_frames=256", "--batch_size=2", "--steps_per_epoch=2", "--max_epochs=1", "--nofine_tune",
+              "--max_validation_batches=1", "--checkpoint_every=2", "--summary_every=1", "--max_steps=2"]
+
+
+def dataset_with_hostile_stem(toy_root, folder, hostile_path, stem="bass"):
+  """A copy of the toy dataset whose first training track has ``hostile_path`` as its ``stem`` file (named
+  .wav or .flac, the extensions a MUSDB18-HQ folder holds)."""
+  shutil.copytree(toy_root, folder)
+  track = sorted((folder / "train").iterdir())[0]
+  (track / f"{stem}.wav").unlink()
+  ext = os.path.splitext(hostile_path)[1] if hostile_path.endswith((".wav", ".flac")) else ".wav"
+  shutil.copyfile(hostile_path, track / f"{stem}{ext}")
+  return track, track / f"{stem}{ext}"
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_training_tracks_skip_a_hostile_stem_naming_it_or_stop_when_strict(toy_root, hostile, tmp_path, capsys,
+                                                                            name):
+  from wave_unet_tf.data.tracks import DatasetError, find_tracks
+  config = wut.get_preset("M5")
+  track, bad = dataset_with_hostile_stem(toy_root, tmp_path / "data", hostile[name])
+  tracks = find_tracks(tmp_path / "data", config)
+  assert track.name not in [t.name for t in tracks] and len(tracks) == 3
+  warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+  assert len(warnings) == 1 and str(bad) in warnings[0] and "skipping track" in warnings[0], warnings
+  with pytest.raises(DatasetError, match=re_escape(str(bad))):
+    find_tracks(tmp_path / "data", config, strict=True)
+
+
+def re_escape(text):
+  import re
+  return re.escape(text)
+
+
+def test_a_stem_damaged_past_its_header_is_skipped_when_decoded_or_stops_when_strict(toy_root, tmp_path, capsys):
+  """A FLAC whose header is intact but whose audio is garbage half-way passes the header check; decoding it
+  for the cache finds it."""
+  from wave_unet_tf.data import cache
+  from wave_unet_tf.data.tracks import DatasetError, find_tracks
+  config = wut.get_preset("M5").replace(sample_rate=8000, num_channels=1)
+  shutil.copytree(toy_root, tmp_path / "data")
+  track = sorted((tmp_path / "data" / "train").iterdir())[0]
+  waveform, rate = soundfile.read(str(track / "bass.wav"), dtype="float32")
+  (track / "bass.wav").unlink()
+  soundfile.write(str(track / "bass.flac"), waveform, rate)
+  flac = bytearray((track / "bass.flac").read_bytes())
+  middle = len(flac) // 2
+  flac[middle:middle + 4000] = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+  (track / "bass.flac").write_bytes(bytes(flac))
+  tracks = find_tracks(tmp_path / "data", config)
+  assert len(tracks) == 4  # the header is fine
+  cached = cache.cache_tracks(config, tracks, tmp_path / "cache", progress=False)
+  assert track.name not in [c.name for c in cached] and len(cached) == 3
+  err = capsys.readouterr().err
+  assert str(track / "bass.flac") in err and "skipping track" in err
+  with pytest.raises(DatasetError, match=re_escape(str(track / "bass.flac"))):
+    cache.cache_tracks(config, tracks, tmp_path / "cache", strict=True, progress=False)
+
+
+@pytest.mark.slow
+def test_train_command_skips_a_hostile_track_or_stops_with_strict_data(toy_root, hostile, tmp_path):
+  _, bad = dataset_with_hostile_stem(toy_root, tmp_path / "data", hostile["truncated.flac"])
+  common = [f"--musdb_root={tmp_path / 'data'}", f"--cache_dir={tmp_path / 'cache'}", *TINY_TRAIN]
+  result = subprocess.run([sys.executable, str(PROJECT_ROOT / "train.py"), f"--model_dir={tmp_path / 'run'}",
+                           *common], capture_output=True, text=True, env=_env(), cwd=PROJECT_ROOT, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  warnings = [line for line in result.stderr.splitlines() if "skipping track" in line]
+  assert len(warnings) == 1 and str(bad) in warnings[0]
+  result = subprocess.run([sys.executable, str(PROJECT_ROOT / "train.py"), f"--model_dir={tmp_path / 'strict'}",
+                           "--strict_data", *common], capture_output=True, text=True, env=_env(), cwd=PROJECT_ROOT,
+                          timeout=300)
+  assert_one_line_error(result, bad)
+
+
+def write_hq_dataset(root, names, seconds=1.0, rate=44100):
+  """A tiny MUSDB18-HQ test subset: <root>/test/<track>/{mixture,bass,drums,other,vocals}.wav."""
+  rng = np.random.default_rng(0)
+  for name in names:
+    folder = pathlib.Path(root) / "test" / name
+    folder.mkdir(parents=True)
+    stems = {s: (0.1 * rng.standard_normal((int(seconds * rate), 2))).astype(np.float32)
+             for s in ("bass", "drums", "other", "vocals")}
+    for stem, waveform in stems.items():
+      soundfile.write(str(folder / f"{stem}.wav"), waveform, rate, subtype="FLOAT")
+    soundfile.write(str(folder / "mixture.wav"), sum(stems.values()), rate, subtype="FLOAT")
+  return pathlib.Path(root)
+
+
+@pytest.mark.slow
+def test_evaluate_reports_and_skips_hostile_tracks_and_scores_the_others(hostile, model_path, tmp_path):
+  root = write_hq_dataset(tmp_path / "musdb", ["Good", "Bad Mixture", "Bad Vocals"])
+  shutil.copyfile(hostile["more_frames_than_data.wav"], root / "test" / "Bad Mixture" / "mixture.wav")
+  shutil.copyfile(hostile["random_bytes.wav"], root / "test" / "Bad Vocals" / "vocals.wav")
+  out = tmp_path / "eval"
+  command = ["evaluate", "--model", model_path, "--musdb_root", root, "--is_wav", "--output_dir", out]
+  for _ in range(2):  # the second run skips what is scored and reports the same damaged tracks
+    result = run_command(*command)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip() and "|" not in line]
+    assert any("skipping track 'Bad Mixture'" in l and str(root / "test" / "Bad Mixture" / "mixture.wav") in l
+               for l in lines), lines
+    assert any("skipping track 'Bad Vocals'" in l and str(root / "test" / "Bad Vocals" / "vocals.wav") in l
+               for l in lines), lines
+    assert ": error: 2 of 3 track(s) could not be scored" in lines[-1]
+    assert sorted(p.name for p in (out / "test").iterdir()) == ["Good.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tracks"] == ["Good"] and sorted(summary["failed_tracks"]) == ["Bad Mixture", "Bad Vocals"]
+  assert "skipping 1 already scored track(s)" in result.stdout
