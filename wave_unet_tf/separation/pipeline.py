@@ -20,6 +20,7 @@ windows whatever the song's length.
 import contextlib
 import os
 import queue
+import sys
 import threading
 from typing import Callable, Dict, Iterator, Optional, Sequence
 
@@ -198,6 +199,15 @@ class StemWriters:
     self._files, self._stdout = {}, stdout
 
   def __enter__(self):
+    try:
+      self._open()
+    except BaseException:
+      # The temporary files opened so far are removed; a full disk is said so (`atomic_output`).
+      if not self._stack.__exit__(*sys.exc_info()):
+        raise
+    return self
+
+  def _open(self):
     from wave_unet_tf.separation.live import wav_stream_header
     for source, path in self.paths.items():
       if path == "-":
@@ -207,7 +217,6 @@ class StemWriters:
       self._files[source] = self._stack.enter_context(soundfile.SoundFile(
           tmp, "w", self.sample_rate, self.channels, format=audio.CODECS[self.codec],
           subtype="FLOAT" if self.codec == "wav" else None))
-    return self
 
   def write(self, blocks: Dict[str, np.ndarray]):
     for source, block in blocks.items():
