@@ -4,6 +4,7 @@ Every failure must be one line naming the file, a non-zero exit, no traceback, b
 partial left under a final name; after a full disk or a kill the same command must finish the job.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -276,3 +277,137 @@ def test_evaluate_reports_and_skips_hostile_tracks_and_scores_the_others(hostile
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tracks"] == ["Good"] and sorted(summary["failed_tracks"]) == ["Bad Mixture", "Bad Vocals"]
   assert "skipping 1 already scored track(s)" in result.stdout
+
+
+# -- a full disk: a real, small tmpfs as the output ------------------------------------------------------------
+
+@contextlib.contextmanager
+def small_disk(folder, kib):
+  """A tmpfs of ``kib`` KiB mounted on ``folder`` (root only), unmounted at the end."""
+  if os.geteuid() != 0:
+    pytest.skip("mounting a tmpfs to fill needs root (os.geteuid() != 0)")
+  folder.mkdir(parents=True, exist_ok=True)
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)],
+                           capture_output=True, text=True)
+  if mounted.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+  try:
+    yield folder
+  finally:
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill_disk(folder, leave_kib):
+  """A file taking all but ``leave_kib`` KiB of the disk of ``folder``; returns its path (delete it to free)."""
+  usage = os.statvfs(folder)
+  filler = pathlib.Path(folder) / "filler"
+  with open(filler, "wb") as f:
+    f.write(b"\0" * max(0, usage.f_bavail * usage.f_frsize - leave_kib * 1024))
+  return filler
+
+
+def files_under(folder, but=("filler",)):
+  return sorted(str(p.relative_to(folder)) for p in pathlib.Path(folder).rglob("*") if p.name not in but)
+
+
+def assert_disk_full_error(result, path):
+  line = assert_one_line_error(result, path)
+  assert "no space left" in line.lower(), line
+
+
+def test_export_to_a_full_disk_fails_naming_the_path_and_works_once_space_is_freed(model_path, tmp_path):
+  with small_disk(tmp_path / "disk", 4096) as disk:
+    filler = fill_disk(disk, leave_kib=24)
+    args = ["--model", model_path, "--saved_model_dir", disk / "served", "--tflite", disk / "model.tflite"]
+    assert_disk_full_error(run_command("export", *args), disk / "served")
+    assert files_under(disk) == []  # no half SavedModel, no temporary folder
+    filler.unlink()
+    result = run_command("export", *args)
+    assert result.returncode == 0, result.stderr
+    assert (disk / "served" / "saved_model.pb").exists() and (disk / "model.tflite").stat().st_size > 0
+    assert no_temporary_files(disk) and not [p for p in disk.iterdir() if p.name.startswith(".")]
+
+
+def test_tflite_export_to_a_full_disk_leaves_nothing(model_path, tmp_path):
+  with small_disk(tmp_path / "disk", 1024) as disk:
+    fill_disk(disk, leave_kib=16)
+    result = run_command("export", "--model", model_path, "--tflite", disk / "model.tflite")
+    assert_disk_full_error(result, disk / "model.tflite")
+    assert files_under(disk) == []
+
+
+def test_separating_onto_a_full_disk_leaves_no_partial_stem_and_works_once_space_is_freed(model_path, tmp_path):
+  song_path = tmp_path / "song.wav"
+  soundfile.write(str(song_path), song(3.0), 44100)  # ~1 MB per float32 stem: the disk fills mid-write
+  with small_disk(tmp_path / "disk", 4096) as disk:
+    filler = fill_disk(disk, leave_kib=600)
+    out = disk / "separated"
+    result = run_command("separate", "--model", model_path, "--output_dir", out, "--noprogress", song_path)
+    line = assert_one_line_error(result)
+    assert "no space left" in line.lower() and str(out / "song") in line, line
+    assert files_under(disk) == ["separated"]  # nothing under a final name, no temporary file
+    filler.unlink()
+    result = run_command("separate", "--model", model_path, "--output_dir", out, "--noprogress", song_path)
+    assert result.returncode == 0, result.stderr
+    for stem in ("accompaniment", "vocals"):
+      assert soundfile.info(str(out / "song" / f"{stem}.wav")).frames == 3 * 44100
+    assert no_temporary_files(disk)
+
+
+@contextlib.contextmanager
+def serving(folder):
+  """An HTTP server on 127.0.0.1 serving ``folder``; yields its base URL."""
+  import functools
+  import http.server
+  import threading
+
+  class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+      pass
+
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  try:
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+  finally:
+    server.shutdown()
+    server.server_close()
+
+
+def test_model_cache_on_a_full_disk_keeps_no_entry_and_downloads_once_space_is_freed(model_path, tmp_path):
+  song_path = tmp_path / "song.wav"
+  soundfile.write(str(song_path), song(0.5, rate=22050), 22050)
+  with small_disk(tmp_path / "cache", 1024) as disk, serving(os.path.dirname(model_path)) as url:
+    models = disk / "wave_unet_tf" / "models"
+    models.mkdir(parents=True)
+    filler = fill_disk(disk, leave_kib=8)
+    env = {**_env(), "XDG_CACHE_HOME": str(disk)}  # the model cache's folder follows it
+    command = [sys.executable, "-m", "wave_unet_tf.separate", "--model", f"{url}/{os.path.basename(model_path)}",
+               "--nojit_compile", "--noprogress", "--output_dir", str(tmp_path / "out"), str(song_path)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert result.returncode == 1 and "Traceback" not in result.stderr and len(errors) == 1, result.stderr
+    assert str(models) in errors[0] and "no space left" in errors[0].lower(), errors
+    assert files_under(models) == []  # no entry, no temporary file
+    filler.unlink()
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (entry,) = models.iterdir()
+    assert entry.name.endswith(".keras") and entry.read_bytes() == pathlib.Path(model_path).read_bytes()
+
+
+@pytest.mark.slow
+def test_data_cache_on_a_full_disk_fails_naming_the_entry_and_is_built_once_space_is_freed(toy_root, tmp_path):
+  with small_disk(tmp_path / "cache", 2048) as disk:
+    filler = fill_disk(disk, leave_kib=64)
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), f"--musdb_root={toy_root}",
+               f"--model_dir={tmp_path / 'run'}", f"--cache_dir={disk}", *TINY_TRAIN]
+    result = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=PROJECT_ROOT, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert result.returncode == 1 and "Traceback" not in result.stderr and len(errors) == 1, result.stderr
+    assert str(disk) in errors[0] and "no space left" in errors[0].lower(), errors
+    assert no_temporary_files(disk)
+    filler.unlink()
+    result = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=PROJECT_ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len([p for p in disk.iterdir() if p.suffix == ".json"]) == 4
