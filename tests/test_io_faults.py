@@ -411,3 +411,130 @@ def test_data_cache_on_a_full_disk_fails_naming_the_entry_and_is_built_once_spac
     result = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=PROJECT_ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len([p for p in disk.iterdir() if p.suffix == ".json"]) == 4
+
+
+# -- killed at any moment: the same command finishes the job, nothing half-written is ever taken -------------
+
+def run_killed(command, delay, env=None):
+  """Starts ``command``, SIGKILLs it after ``delay`` seconds; returns its exit status (None: killed)."""
+  process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env or _env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    process.wait(timeout=delay)
+    return process.returncode
+  except subprocess.TimeoutExpired:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return None
+
+
+def kill_loop(command, delays, check, env=None):
+  """Runs ``command`` killed after each of ``delays`` (``check()`` after every kill), then to its end."""
+  kills = 0
+  for delay in delays:
+    if run_killed(command, delay, env) is None:
+      kills += 1
+      check()
+  result = subprocess.run(command, cwd=PROJECT_ROOT, env=env or _env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  check()
+  return kills, result
+
+
+_BUILD_CACHE = r"""
+import sys
+import wave_unet_tf as wut
+from wave_unet_tf.data import cache
+from wave_unet_tf.data.tracks import find_tracks
+config = wut.get_preset("M5").replace(sample_rate=22050)
+cache.cache_tracks(config, find_tracks(sys.argv[1], config), sys.argv[2], progress=False, num_workers=1)
+"""
+
+
+def _cache_contents(folder):
+  return {p.name: p.read_bytes() for p in pathlib.Path(folder).iterdir() if not p.name.startswith(".")}
+
+
+def test_a_damaged_data_cache_entry_is_rebuilt(toy_root, tmp_path):
+  from wave_unet_tf.data import cache
+  from wave_unet_tf.data.tracks import find_tracks
+  config = wut.get_preset("M5").replace(sample_rate=8000)
+  tracks = find_tracks(toy_root, config)
+  cache.cache_tracks(config, tracks, tmp_path / "cache", progress=False)
+  reference = _cache_contents(tmp_path / "cache")
+  npys = sorted(p for p in (tmp_path / "cache").iterdir() if p.suffix == ".npy")
+  npys[0].write_bytes(npys[0].read_bytes()[:-1000])  # cut short, header intact
+  npys[1].with_suffix(".json").write_text("{\"name\": ")  # half a JSON
+  npys[2].write_bytes(npys[2].read_bytes() + b"\0" * 64)  # grown
+  cached = cache.cache_tracks(config, tracks, tmp_path / "cache", progress=False)
+  assert len(cached) == 4 and _cache_contents(tmp_path / "cache") == reference
+  for entry in cached:
+    assert entry.load().shape == (2, entry.frames, 2)
+
+
+@pytest.mark.slow
+def test_building_the_data_cache_killed_at_any_moment_finishes_and_keeps_only_whole_entries(toy_root, tmp_path):
+  reference_dir, cache_dir = tmp_path / "reference", tmp_path / "cache"
+  command = [sys.executable, "-c", _BUILD_CACHE, str(toy_root)]
+  subprocess.run(command + [str(reference_dir)], env=_env(), check=True, timeout=300)
+  reference = _cache_contents(reference_dir)
+  assert len(reference) == 8
+
+  def check():  # every file under a final name is the whole entry
+    for name, content in _cache_contents(cache_dir).items():
+      assert content == reference[name], name
+
+  delays = [random.Random(seed).uniform(0.3, 1.5) for seed in range(5)]
+  kills, _ = kill_loop(command + [str(cache_dir)], delays, check)
+  assert kills >= 3
+  assert _cache_contents(cache_dir) == reference
+
+
+@pytest.mark.slow
+def test_evaluate_killed_at_any_moment_keeps_the_scored_tracks_and_finishes_the_rest(model_path, tmp_path):
+  root = write_hq_dataset(tmp_path / "musdb", [f"Song {i}" for i in range(5)], seconds=2.0)
+  out = tmp_path / "eval"
+  command = [sys.executable, "-m", "wave_unet_tf.evaluate", "--model", model_path, "--musdb_root", str(root),
+             "--is_wav", "--output_dir", str(out)]
+  scored = {}
+
+  def check():
+    folder = out / "test"
+    now = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.json")} if folder.is_dir() else {}
+    for name, stamp in scored.items():
+      assert now.get(name) == stamp, f"{name} was scored again or lost"
+    for name in now:
+      json.loads((folder / name).read_text())  # whole, or not there
+    scored.update(now)
+
+  # Start-up (TensorFlow, the model) takes a few seconds; the kills fall among the tracks.
+  delays = [random.Random(seed).uniform(5.0, 16.0) for seed in range(4)]
+  _, result = kill_loop(command, delays, check)
+  assert len(scored) == 5
+  assert json.loads((out / "summary.json").read_text())["tracks"] == [f"Song {i}" for i in range(5)]
+
+
+@pytest.mark.slow
+def test_export_killed_at_any_moment_never_leaves_a_half_model_and_the_same_command_finishes(model_path, tmp_path):
+  out = tmp_path / "exported"
+  out.mkdir()
+  command = [sys.executable, "-m", "wave_unet_tf.export", "--model", model_path, "--saved_model_dir",
+             str(out / "served"), "--tflite", str(out / "model.tflite"), "--overwrite"]
+  reference = tmp_path / "reference.tflite"
+  subprocess.run([sys.executable, "-m", "wave_unet_tf.export", "--model", model_path, "--tflite", str(reference)],
+                 cwd=PROJECT_ROOT, env=_env(), check=True, capture_output=True, timeout=300)
+
+  def check():
+    if (out / "served").exists():  # a SavedModel under its name is whole
+      assert (out / "served" / "saved_model.pb").stat().st_size > 0
+      assert json.loads((out / "served" / "assets" / "wave_unet_config.json").read_text())
+      assert (out / "served" / "variables" / "variables.index").exists()
+    if (out / "model.tflite").exists():
+      assert (out / "model.tflite").stat().st_size == reference.stat().st_size
+    leftovers = [p.name for p in out.iterdir() if p.name not in ("served", "model.tflite")]
+    assert all(name.startswith(".") for name in leftovers), leftovers  # only temporary names
+
+  delays = [random.Random(seed).uniform(4.0, 12.0) for seed in range(4)]
+  kill_loop(command, delays, check)
+  loaded = wut.load_model(str(out / "served"))
+  assert loaded.config.source_names == ("accompaniment", "vocals")

@@ -4,8 +4,10 @@ import contextlib
 import errno
 import os
 import tempfile
+import time
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+STALE_SECONDS = 6 * 3600  # a temporary file untouched this long belongs to a killed process
 _ALMOST_FULL = 1 << 20  # bytes free below which a writer's unexplained failure is taken for a full disk
 
 
@@ -71,6 +73,22 @@ def atomic_output(path, suffix=""):
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def remove_stale_temporaries(folder, older_than_seconds=STALE_SECONDS):
+  """Removes `atomic_output`'s temporary files in ``folder`` that a killed process left behind: those not
+  touched for ``older_than_seconds`` (a live writer's file is younger)."""
+  now = time.time()
+  try:
+    entries = list(os.scandir(folder))
+  except OSError:
+    return
+  for entry in entries:
+    try:
+      if entry.name.startswith(".tmp-") and entry.is_file() and now - entry.stat().st_mtime > older_than_seconds:
+        os.remove(entry.path)
+    except OSError:  # removed by another process meanwhile
+      pass
 
 
 def _umask():
