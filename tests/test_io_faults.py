@@ -243,17 +243,17 @@ def test_train_command_skips_a_hostile_track_or_stops_with_strict_data(toy_root,
   assert_one_line_error(result, bad)
 
 
-def write_hq_dataset(root, names, seconds=1.0, rate=44100):
-  """A tiny MUSDB18-HQ test subset: <root>/test/<track>/{mixture,bass,drums,other,vocals}.wav."""
+def write_hq_dataset(root, names, seconds=1.0, rate=44100, subset="test", subtype="FLOAT"):
+  """A tiny MUSDB18-HQ subset: <root>/<subset>/<track>/{mixture,bass,drums,other,vocals}.wav."""
   rng = np.random.default_rng(0)
   for name in names:
-    folder = pathlib.Path(root) / "test" / name
+    folder = pathlib.Path(root) / subset / name
     folder.mkdir(parents=True)
     stems = {s: (0.1 * rng.standard_normal((int(seconds * rate), 2))).astype(np.float32)
              for s in ("bass", "drums", "other", "vocals")}
     for stem, waveform in stems.items():
-      soundfile.write(str(folder / f"{stem}.wav"), waveform, rate, subtype="FLOAT")
-    soundfile.write(str(folder / "mixture.wav"), sum(stems.values()), rate, subtype="FLOAT")
+      soundfile.write(str(folder / f"{stem}.wav"), waveform, rate, subtype=subtype)
+    soundfile.write(str(folder / "mixture.wav"), sum(stems.values()), rate, subtype=subtype)
   return pathlib.Path(root)
 
 
@@ -415,24 +415,38 @@ def test_data_cache_on_a_full_disk_fails_naming_the_entry_and_is_built_once_spac
 
 # -- killed at any moment: the same command finishes the job, nothing half-written is ever taken -------------
 
-def run_killed(command, delay, env=None):
-  """Starts ``command``, SIGKILLs it after ``delay`` seconds; returns its exit status (None: killed)."""
+def run_killed(command, delay, env=None, ready=None):
+  """Starts ``command`` and SIGKILLs it ``delay`` seconds after ``ready()`` holds (default: at once); returns
+  its exit status, None when killed."""
   process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env or _env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
   try:
+    while ready is not None and not ready() and process.poll() is None:
+      time.sleep(0.02)
     process.wait(timeout=delay)
     return process.returncode
   except subprocess.TimeoutExpired:
     process.send_signal(signal.SIGKILL)
     process.wait()
     return None
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
 
 
-def kill_loop(command, delays, check, env=None):
-  """Runs ``command`` killed after each of ``delays`` (``check()`` after every kill), then to its end."""
+def kill_loop(command, delays, check, env=None, progress=None):
+  """Runs ``command`` killed after each of ``delays`` (``check()`` after every kill), then to its end.
+
+  ``progress()``, when given, counts finished pieces of work: each run is then killed ``delay`` seconds after
+  it has finished one more piece, so every kill falls among the pieces however fast the machine is."""
   kills = 0
   for delay in delays:
-    if run_killed(command, delay, env) is None:
+    ready = None
+    if progress is not None:
+      done = progress()
+      ready = lambda: progress() > done
+    if run_killed(command, delay, env, ready) is None:
       kills += 1
       check()
   result = subprocess.run(command, cwd=PROJECT_ROOT, env=env or _env(), capture_output=True, text=True, timeout=300)
@@ -452,7 +466,8 @@ cache.cache_tracks(config, find_tracks(sys.argv[1], config), sys.argv[2], progre
 
 
 def _cache_contents(folder):
-  return {p.name: p.read_bytes() for p in pathlib.Path(folder).iterdir() if not p.name.startswith(".")}
+  folder = pathlib.Path(folder)
+  return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")} if folder.is_dir() else {}
 
 
 def test_a_damaged_data_cache_entry_is_rebuilt(toy_root, tmp_path):
@@ -473,19 +488,24 @@ def test_a_damaged_data_cache_entry_is_rebuilt(toy_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_building_the_data_cache_killed_at_any_moment_finishes_and_keeps_only_whole_entries(toy_root, tmp_path):
+def test_building_the_data_cache_killed_at_any_moment_finishes_and_keeps_only_whole_entries(tmp_path):
+  root = write_hq_dataset(tmp_path / "musdb", [f"Song {i}" for i in range(8)], seconds=10.0, subset="train",
+                          subtype="PCM_16")
   reference_dir, cache_dir = tmp_path / "reference", tmp_path / "cache"
-  command = [sys.executable, "-c", _BUILD_CACHE, str(toy_root)]
+  command = [sys.executable, "-c", _BUILD_CACHE, str(root)]
+  start = time.monotonic()
   subprocess.run(command + [str(reference_dir)], env=_env(), check=True, timeout=300)
+  per_track = (time.monotonic() - start) / 8
   reference = _cache_contents(reference_dir)
-  assert len(reference) == 8
+  assert len(reference) == 16
 
   def check():  # every file under a final name is the whole entry
     for name, content in _cache_contents(cache_dir).items():
       assert content == reference[name], name
 
-  delays = [random.Random(seed).uniform(0.3, 1.5) for seed in range(5)]
-  kills, _ = kill_loop(command + [str(cache_dir)], delays, check)
+  entries = lambda: len([name for name in _cache_contents(cache_dir) if name.endswith(".json")])
+  delays = [random.Random(seed).uniform(0.0, per_track) for seed in range(4)]
+  kills, _ = kill_loop(command + [str(cache_dir)], delays, check, progress=entries)
   assert kills >= 3
   assert _cache_contents(cache_dir) == reference
 
@@ -496,7 +516,7 @@ def test_evaluate_killed_at_any_moment_keeps_the_scored_tracks_and_finishes_the_
   out = tmp_path / "eval"
   command = [sys.executable, "-m", "wave_unet_tf.evaluate", "--model", model_path, "--musdb_root", str(root),
              "--is_wav", "--output_dir", str(out)]
-  scored = {}
+  scored, seen = {}, []
 
   def check():
     folder = out / "test"
@@ -506,10 +526,14 @@ def test_evaluate_killed_at_any_moment_keeps_the_scored_tracks_and_finishes_the_
     for name in now:
       json.loads((folder / name).read_text())  # whole, or not there
     scored.update(now)
+    seen.append(len(now))
 
-  # Start-up (TensorFlow, the model) takes a few seconds; the kills fall among the tracks.
-  delays = [random.Random(seed).uniform(5.0, 16.0) for seed in range(4)]
-  _, result = kill_loop(command, delays, check)
+  # Each run is killed at a random moment after it has scored one more track: among the separations,
+  # the scorings and the writes of the next.
+  scored_tracks = lambda: len(list((out / "test").glob("*.json"))) if (out / "test").is_dir() else 0
+  delays = [random.Random(seed).uniform(0.0, 3.0) for seed in range(3)]
+  kills, result = kill_loop(command, delays, check, progress=scored_tracks)
+  assert kills >= 2 and any(0 < n < 5 for n in seen[:-1]), seen
   assert len(scored) == 5
   assert json.loads((out / "summary.json").read_text())["tracks"] == [f"Song {i}" for i in range(5)]
 
@@ -520,9 +544,13 @@ def test_export_killed_at_any_moment_never_leaves_a_half_model_and_the_same_comm
   out.mkdir()
   command = [sys.executable, "-m", "wave_unet_tf.export", "--model", model_path, "--saved_model_dir",
              str(out / "served"), "--tflite", str(out / "model.tflite"), "--overwrite"]
-  reference = tmp_path / "reference.tflite"
-  subprocess.run([sys.executable, "-m", "wave_unet_tf.export", "--model", model_path, "--tflite", str(reference)],
+  (tmp_path / "reference").mkdir()
+  reference = tmp_path / "reference" / "model.tflite"
+  start = time.monotonic()
+  subprocess.run([sys.executable, "-m", "wave_unet_tf.export", "--model", model_path, "--saved_model_dir",
+                  str(tmp_path / "reference" / "served"), "--tflite", str(reference)],
                  cwd=PROJECT_ROOT, env=_env(), check=True, capture_output=True, timeout=300)
+  whole_export = time.monotonic() - start
 
   def check():
     if (out / "served").exists():  # a SavedModel under its name is whole
@@ -534,7 +562,9 @@ def test_export_killed_at_any_moment_never_leaves_a_half_model_and_the_same_comm
     leftovers = [p.name for p in out.iterdir() if p.name not in ("served", "model.tflite")]
     assert all(name.startswith(".") for name in leftovers), leftovers  # only temporary names
 
-  delays = [random.Random(seed).uniform(4.0, 12.0) for seed in range(4)]
-  kill_loop(command, delays, check)
+  # Start-up is most of it; the writes come in the last part.
+  delays = [random.Random(seed).uniform(0.5, 0.98) * whole_export for seed in range(4)]
+  kills, _ = kill_loop(command, delays, check)
+  assert kills >= 2
   loaded = wut.load_model(str(out / "served"))
   assert loaded.config.source_names == ("accompaniment", "vocals")
