@@ -48,7 +48,8 @@ def run_command(name, *args, memory_limit=None, timeout=300):
 def assert_one_line_error(result, *names):
   """Exit status 1, stderr one ``<command>: error: ...`` line naming each of ``names``, no traceback."""
   assert result.returncode == 1, (result.returncode, result.stderr)
-  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  # Progress bars redraw with carriage returns and clear themselves: what stays is the other lines.
+  lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip() and "|" not in line]
   assert "Traceback" not in result.stderr, result.stderr
   assert len(lines) == 1 and ": error: " in lines[0], result.stderr
   for name in names:

@@ -64,6 +64,7 @@ class AudioSource:
     try:
       self._reader = WavStreamReader(self._decoder.stdout, name=self.path)
     except audio.AudioError:
+      self._decoder.stdout.close()  # first: an ffmpeg still writing must not block the wait
       self._decoder.wait()
       reason = self._ffmpeg_reason()
       self.close()
