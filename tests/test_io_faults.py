@@ -171,7 +171,8 @@ def test_separate_command_on_a_hostile_file_is_one_line_naming_it(hostile, model
 
 TINY_TRAIN = ["--preset=M5", "--num_layers=3", "--num_initial_filters=4", "--sample_rate=8000", "--num_channels=1",
               "--num_frames=256", "--batch_size=2", "--steps_per_epoch=2", "--max_epochs=1", "--nofine_tune",
-              "--max_validation_batches=1", "--checkpoint_every=2", "--summary_every=1", "--max_steps=2"]
+              "--max_validation_batches=1", "--checkpoint_every=2", "--summary_every=1", "--max_steps=2",
+              "--split_mode=random"]
 
 
 def dataset_with_hostile_stem(toy_root, folder, hostile_path, stem="bass"):
