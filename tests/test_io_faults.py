@@ -157,6 +157,16 @@ def test_separate_reports_every_hostile_file_and_separates_the_good_one(hostile,
   assert no_temporary_files(out)
 
 
+def test_hostile_bytes_on_stdin_are_one_line_and_leave_no_output(hostile, model_path, tmp_path):
+  out = tmp_path / "out"
+  with open(hostile["random_bytes.wav"], "rb") as stdin:
+    result = subprocess.run([sys.executable, "-m", "wave_unet_tf.separate", "--model", model_path, "--output_dir",
+                             str(out), "--noprogress", "-"], stdin=stdin, capture_output=True, text=True,
+                            env=_env(), cwd=PROJECT_ROOT, timeout=300)
+  assert "unreadable audio" in assert_one_line_error(result, "-: ")
+  assert not list(out.iterdir())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
 def test_separate_command_on_a_hostile_file_is_one_line_naming_it(hostile, model_path, tmp_path, name):

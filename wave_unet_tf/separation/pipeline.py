@@ -44,6 +44,7 @@ class AudioSource:
     self.path = path
     self._decoder = None
     if path == "-":
+      # A stream has no file size to hold its header to: it is read as far as it goes.
       self._open_ffmpeg(stdin, None)
       return
     if not os.path.isfile(path):
@@ -78,7 +79,7 @@ class AudioSource:
 
   def _ffmpeg_reason(self):
     self._errors.seek(0)
-    return audio.ffmpeg_reason(self._errors.read(4096), self.path)
+    return audio.ffmpeg_reason(self._errors.read(4096), "pipe:0" if self.path == "-" else self.path)
 
   def blocks(self, frames: Optional[int] = None) -> Iterator[np.ndarray]:
     frames = frames or READ_FRAMES
