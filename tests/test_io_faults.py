@@ -580,3 +580,13 @@ def test_export_killed_at_any_moment_never_leaves_a_half_model_and_the_same_comm
   assert kills >= 2
   loaded = wut.load_model(str(out / "served"))
   assert loaded.config.source_names == ("accompaniment", "vocals")
+
+
+def test_a_damaged_score_file_counts_as_not_scored(tmp_path):
+  from wave_unet_tf.evaluation import scoring
+  path = tmp_path / "test" / "Song.json"
+  path.parent.mkdir()
+  path.write_text('{"targets": [{"name": "vocals", "frames": [')
+  assert not scoring.is_scored(str(path))
+  path.write_text('{"targets": []}')
+  assert scoring.is_scored(str(path))
