@@ -327,6 +327,7 @@ def assert_disk_full_error(result, path):
   assert "no space left" in line.lower(), line
 
 
+@pytest.mark.slow
 def test_export_to_a_full_disk_fails_naming_the_path_and_works_once_space_is_freed(model_path, tmp_path):
   with small_disk(tmp_path / "disk", 4096) as disk:
     filler = fill_disk(disk, leave_kib=24)
