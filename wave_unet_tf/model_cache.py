@@ -12,7 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from wave_unet_tf.files import atomic_output
+from wave_unet_tf.files import atomic_output, remove_stale_temporaries
 
 MODEL_SUFFIXES = (".keras", ".tflite")  # what a URL may name
 _CHUNK = 1 << 20
@@ -23,6 +23,7 @@ def cache_dir() -> str:
   root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
   folder = os.path.join(root, "wave_unet_tf", "models")
   os.makedirs(folder, exist_ok=True)
+  remove_stale_temporaries(folder)  # what killed conversions and downloads left
   return folder
 
 
@@ -60,7 +61,11 @@ def load_tf1_checkpoint(path: str):
     _notice(note)
   cached = os.path.join(cache_dir(), f"tf1-{checkpoint_digest(prefix)[:32]}-{preset}.keras")
   if os.path.exists(cached):
-    return load_keras_model(cached)
+    try:
+      return load_keras_model(cached)
+    except ValueError as e:  # damaged on disk since (entries are written whole): converted again
+      _notice(f"{cached}: damaged cache entry ({' '.join(str(e).split())[:200]}); converting again")
+      os.remove(cached)
   _notice(f"{path}: an original Wave-U-Net checkpoint of preset {preset}; converting it once into {cached}")
   model = tf1_checkpoint.convert_tf1_checkpoint(prefix, preset)
   save_model(model, cached)

@@ -37,7 +37,9 @@ _CACHE_FLAG = "--tf_xla_persistent_cache_directory"
 # file.cc:52] ..."), absl's pre-initialisation notice, and the CPU-feature note's second line.
 NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-/]+:\d+\] |"
                    r"WARNING: All log messages before absl::InitializeLog\(\) is called|"
-                   r"To enable the following instructions: .* rebuild TensorFlow)")
+                   r"To enable the following instructions: .* rebuild TensorFlow|"
+                   # libmpg123 (in libsndfile) trying a file that is not MP3
+                   r"Note: (Illegal Audio-MPEG-Header|Trying to resync|Hit end of \(available\) data))")
 LIBRARY_LOGGERS = ("tensorflow", "keras", "absl.tensorflow", "h5py", "jax", "numba", "matplotlib")
 
 _filter = None

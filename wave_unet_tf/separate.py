@@ -150,6 +150,8 @@ def main(argv):
                                        stdout=sys.stdout.buffer if FLAGS.stdout else None, track=track,
                                        offset=FLAGS.offset, duration=FLAGS.duration)
     except (AudioError, ValueError, OSError, RuntimeError) as e:
+      if len(inputs) == 1:
+        raise  # its one line is the command's error
       message = " ".join(str(e).split())
       print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr, flush=True)
       counts["failed"] += 1

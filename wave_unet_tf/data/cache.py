@@ -24,7 +24,7 @@ from wave_unet_tf import runtime
 from wave_unet_tf import audio
 from wave_unet_tf.config import Config
 from wave_unet_tf.data.tracks import DatasetError, StemFile, Track, check_stems_agree, require_ffmpeg
-from wave_unet_tf.files import atomic_output, write_text_atomically
+from wave_unet_tf.files import atomic_output, remove_stale_temporaries, write_text_atomically
 
 CACHE_FORMAT = 1
 INT16_MAX = 32767
@@ -160,9 +160,11 @@ def _open_entry(npy_path, json_path):
     if fortran or dtype != np.int16 or list(shape) != [len(meta["source_names"]), meta["frames"],
                                                       meta["channels"]]:
       return None
+    if os.path.getsize(npy_path) != offset + int(np.prod(shape)) * dtype.itemsize:
+      return None  # damaged (cut short or grown): rebuilt, never memory-mapped past its end
     return CachedTrack(meta["name"], npy_path, tuple(meta["source_names"]), int(meta["frames"]),
                        int(meta["channels"]), float(meta["scale"]), offset)
-  except (OSError, ValueError, KeyError):
+  except (OSError, ValueError, KeyError, TypeError):
     return None
 
 
@@ -200,6 +202,7 @@ def cache_tracks(config: Config, tracks: Sequence[Track], cache_dir: str, strict
   """
   cache_dir = os.fspath(cache_dir)
   os.makedirs(cache_dir, exist_ok=True)
+  remove_stale_temporaries(cache_dir)  # what killed runs left
   results, todo = [None] * len(tracks), []
   for i, track in enumerate(tracks):
     paths = _entry_paths(cache_dir, cache_entry_name(config, track))

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile
 
-from wave_unet_tf import runtime
+from wave_unet_tf import audio, runtime
 
 from wave_unet_tf.config import Config
 
@@ -256,16 +256,23 @@ def _assign_sources(available: Dict[str, StemFile], config: Config, where: str):
 
 
 def _check_stem_files(track: Track):
-  """Header check of WAV/FLAC stems: readable, one rate, one length (cheap; no decoding)."""
+  """Header check of WAV/FLAC stems (cheap; no decoding): readable, not empty, truncated or damaged, a usable
+  rate and channel count (`audio.open_soundfile`), then one rate and one length across the stems."""
   shapes = {}
   for stem in track.stem_files:
     try:
-      info = soundfile.info(stem.path)
-    except Exception as e:
-      raise _UnreadableStem(f"{stem.path}: unreadable audio ({' '.join(str(e).split())})") from None
-    if info.frames == 0:
-      raise _UnreadableStem(f"{stem.path}: no audio samples")
-    shapes[os.path.basename(stem.path)] = (info.samplerate, info.frames)
+      f = audio.open_soundfile(stem.path)
+    except (audio.AudioError, OSError) as e:
+      raise _UnreadableStem(" ".join(str(e).split())) from None
+    if f is None:
+      try:
+        soundfile.info(stem.path)
+        reason = "libsndfile cannot read it"
+      except Exception as e:
+        reason = " ".join(str(e).split())
+      raise _UnreadableStem(f"{stem.path}: unreadable audio ({reason})") from None
+    with f:
+      shapes[os.path.basename(stem.path)] = (f.samplerate, f.frames)
   check_stems_agree(track, shapes)
 
 

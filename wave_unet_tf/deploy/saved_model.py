@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from wave_unet_tf.config import Config
+from wave_unet_tf.files import reporting_full_disk
 from wave_unet_tf.sizes import io_sizes
 from wave_unet_tf.deploy import lite_graph
 from wave_unet_tf.separation import polyphase, windows
@@ -137,15 +138,17 @@ def export_saved_model(model, directory: str, window_seconds: float = None, batc
   for name, function in endpoints.items():
     function.get_concrete_function()  # traced before the archive takes it
     archive.add_endpoint(name, function)
-  staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
+  with reporting_full_disk(directory):
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
   try:
-    exported = os.path.join(staging, "saved_model")
-    archive.write_out(exported, verbose=False)
-    os.makedirs(os.path.join(exported, "assets"), exist_ok=True)
-    with open(os.path.join(exported, "assets", CONFIG_ASSET), "w") as f:
-      json.dump(window_info(config, plan), f, indent=2)
-    if os.path.exists(directory):
-      shutil.rmtree(directory)
+    with reporting_full_disk(directory):
+      exported = os.path.join(staging, "saved_model")
+      archive.write_out(exported, verbose=False)
+      os.makedirs(os.path.join(exported, "assets"), exist_ok=True)
+      with open(os.path.join(exported, "assets", CONFIG_ASSET), "w") as f:
+        json.dump(window_info(config, plan), f, indent=2)
+    if os.path.exists(directory):  # moved aside, not deleted in place: no half-deleted model under the name
+      os.replace(directory, os.path.join(staging, "replaced"))
     os.replace(exported, directory)
   finally:
     shutil.rmtree(staging, ignore_errors=True)

@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 
 from wave_unet_tf.config import Config
-from wave_unet_tf.files import atomic_output
+from wave_unet_tf.files import atomic_output, reporting_full_disk
 
 QUANTIZATIONS = ("none", "float16", "dynamic")
 CONFIG_METADATA = "wave_unet_config"  # TFLite metadata entry holding the config and window sizes as JSON
@@ -26,7 +26,8 @@ def export_tflite(model, output: str, quantize: str = "none", window_seconds: fl
 
   if quantize not in QUANTIZATIONS:
     raise ValueError(f"--quantize={quantize!r}: must be one of {', '.join(QUANTIZATIONS)}")
-  with tempfile.TemporaryDirectory(prefix=".tflite-export-", dir=os.path.dirname(os.path.abspath(output))) as scratch:
+  with reporting_full_disk(output), tempfile.TemporaryDirectory(
+      prefix=".tflite-export-", dir=os.path.dirname(os.path.abspath(output))) as scratch:
     fixed = os.path.join(scratch, "fixed")
     saved_model.export_saved_model(model, fixed, window_seconds, batch_size=1, xla=False, lite=True)
     return convert_saved_model(fixed, output, quantize)

@@ -1,6 +1,7 @@
 """Separate a MUSDB subset and score it: the paper's evaluation, resumable and parallel."""
 
 import concurrent.futures
+import errno
 import multiprocessing
 import os
 import sys
@@ -9,6 +10,9 @@ from typing import Optional, Sequence
 from wave_unet_tf.evaluation import scoring, summary, tracks as musdb_tracks
 
 MODEL = "model"
+# A track's failures that skip it (unreadable or damaged files) rather than stop the evaluation; soundfile's
+# and museval's errors are RuntimeError and ValueError. A full disk stops it: every later track would fail too.
+SCORING_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_dir: str = "evaluation",
@@ -19,7 +23,8 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
 
   Per-track scores go to ``<output_dir>/<subset>/<track>.json`` (museval's layout) and, with ``baseline``,
   the mixture-as-estimate scores to ``<output_dir>/mixture_baseline/<subset>/<track>.json``. Tracks whose
-  JSON already exists are skipped, so an interrupted run resumes. Then ``summary.csv`` and
+  JSON already exists are skipped, so an interrupted run resumes. A track that cannot be read or scored is
+  reported on one line and skipped; the summary covers the others. Then ``summary.csv`` and
   ``summary.json`` are written.
 
   Args:
@@ -35,6 +40,9 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
   Returns:
     ``{"methods": {"model": S, "mixture_baseline": S}, "tracks": [...], ...}`` where ``S`` is
     ``{source: {metric: {"median_pooled_frames": dB, "median_of_track_medians": dB, ...}}}``.
+
+  Raises:
+    RuntimeError: after the summary, naming the tracks that were skipped (or none could be scored).
   """
   if jobs < 1:
     raise ValueError(f"jobs={jobs}: must be at least 1")
@@ -54,21 +62,35 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
     log(f"skipping {len(track_list) - len(todo)} already scored track(s) in {output_dir}")
 
   db_args = dict(root=musdb_root, is_wav=is_wav, subsets=subset)
-  with _Scorer(jobs, db_args, sources) as scorer:
+  failed = {}  # track name -> why: a damaged track is reported and skipped, the others are scored
+  with _Scorer(jobs, db_args, sources, failed) as scorer:
     for track in _progress(todo, progress):
-      if not scoring.is_scored(paths[MODEL, track.name]):
-        estimates = _separate_track(separator, track)
-        scorer.submit(track, estimates, paths[MODEL, track.name])
-      if baseline and not scoring.is_scored(paths[scoring.MIXTURE_BASELINE, track.name]):
-        scorer.submit(track, None, paths[scoring.MIXTURE_BASELINE, track.name])
+      try:
+        musdb_tracks.check_files(track)
+        if not scoring.is_scored(paths[MODEL, track.name]):
+          estimates = _separate_track(separator, track)
+          scorer.submit(track, estimates, paths[MODEL, track.name])
+        if baseline and not scoring.is_scored(paths[scoring.MIXTURE_BASELINE, track.name]):
+          scorer.submit(track, None, paths[scoring.MIXTURE_BASELINE, track.name])
+      except SCORING_ERRORS as e:
+        scorer.fail(track.name, e)
 
-  by_method = {m: summary.summarize_scores(summary.read_scores(paths[m, t.name] for t in track_list))
+  scored = [t for t in track_list if t.name not in failed and all(scoring.is_scored(paths[m, t.name])
+                                                                   for m in methods)]
+  if not scored:
+    raise RuntimeError(f"{musdb_root}: none of the {len(track_list)} track(s) could be scored")
+  by_method = {m: summary.summarize_scores(summary.read_scores(paths[m, t.name] for t in scored))
                for m in methods}
   extra = {"musdb_root": os.fspath(musdb_root), "subset": subset, "split": split, "is_wav": is_wav,
-           "tracks": [t.name for t in track_list]}
+           "tracks": [t.name for t in scored]}
+  if failed:
+    extra["failed_tracks"] = failed
   csv_path, json_path = summary.save_summary(by_method, output_dir, extra)
   log(summary.format_table(by_method))
   log(f"wrote {csv_path} and {json_path}")
+  if failed:
+    raise RuntimeError(f"{len(failed)} of {len(track_list)} track(s) could not be scored (see above; the summary "
+                       f"leaves them out): {', '.join(sorted(failed))}")
   return {**extra, "metrics": list(summary.METRICS), "methods": by_method}
 
 
@@ -99,12 +121,14 @@ def _progress(items, enabled):
 
 class _Scorer:
   """Scores in this process (``jobs=1``) or in ``jobs`` spawned processes, with at most ``jobs`` tracks
-  waiting so that estimates of a whole subset never pile up in memory."""
+  waiting so that estimates of a whole subset never pile up in memory. A track whose scoring fails is
+  reported and put in ``failed`` (``{track name: reason}``)."""
 
-  def __init__(self, jobs, db_args, sources):
+  def __init__(self, jobs, db_args, sources, failed):
     self.jobs, self.db_args, self.sources = jobs, db_args, list(sources)
+    self.failed = failed
     self.pool = None
-    self.pending = []
+    self.pending = {}
 
   def __enter__(self):
     if self.jobs > 1:
@@ -112,21 +136,34 @@ class _Scorer:
       self.pool = concurrent.futures.ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
     return self
 
+  def fail(self, track_name, error):
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+      raise error
+    reason = " ".join(str(error).split()) or type(error).__name__
+    self.failed[track_name] = reason
+    from tqdm import tqdm
+    # Through tqdm, so the line is not glued to the progress bar.
+    tqdm.write(f"{os.path.basename(sys.argv[0] or 'wave_unet_tf')}: skipping track {track_name!r}: {reason}",
+               file=sys.stderr)
+
   def submit(self, track, estimates, path):
     if self.pool is None:
       scoring.score_track(track, estimates if estimates is not None else
                           scoring.mixture_estimates(track, self.sources), path)
       return
-    self.pending.append(self.pool.submit(scoring.score_in_worker, self.db_args, track.name, estimates, path,
-                                         self.sources))
+    future = self.pool.submit(scoring.score_in_worker, self.db_args, track.name, estimates, path, self.sources)
+    self.pending[future] = track.name
     while len(self.pending) > self.jobs:
       self._collect(concurrent.futures.FIRST_COMPLETED)
 
   def _collect(self, return_when):
-    done, not_done = concurrent.futures.wait(self.pending, return_when=return_when)
-    self.pending = list(not_done)
+    done, _ = concurrent.futures.wait(list(self.pending), return_when=return_when)
     for future in done:
-      future.result()  # re-raises a worker's error here
+      track_name = self.pending.pop(future)
+      try:
+        future.result()  # re-raises a worker's error here
+      except SCORING_ERRORS as e:
+        self.fail(track_name, e)
 
   def __exit__(self, *exc):
     if self.pool is not None:

@@ -3,6 +3,7 @@
 Kept free of TensorFlow so that `--jobs` worker processes start quickly.
 """
 
+import json
 import os
 
 import museval
@@ -19,8 +20,14 @@ def scores_path(output_dir: str, subset: str, track_name: str) -> str:
 
 
 def is_scored(path: str) -> bool:
-  """Scores are written by rename, so an existing file is complete."""
-  return os.path.isfile(path)
+  """Scores are written by rename, so an existing file is complete; one damaged since (it does not parse)
+  is scored again."""
+  try:
+    with open(path) as f:
+      json.load(f)
+    return True
+  except (OSError, ValueError):
+    return False
 
 
 def score_track(track, estimates, path: str):

@@ -42,3 +42,18 @@ def check_sources(track, source_names):
   if missing:
     raise ValueError(f"model sources {', '.join(missing)} are not MUSDB targets "
                      f"({', '.join(track.targets)}); cannot score them")
+
+
+def check_files(track):
+  """Raises `wave_unet_tf.audio.AudioError` naming the file unless the mixture and every source file of a
+  MUSDB18-HQ ``track`` passes the header checks training makes (`wave_unet_tf.audio.open_soundfile`): musdb
+  and museval would otherwise read a damaged file as far as it goes, or fail with a traceback. ``.stem.mp4``
+  files are checked by decoding them."""
+  from wave_unet_tf import audio
+  if not track.path.endswith(".wav"):
+    return
+  for path in [track.path] + [source.path for source in track.sources.values()]:
+    f = audio.open_soundfile(path)
+    if f is None:
+      raise audio.AudioError(f"{path}: unreadable audio (libsndfile cannot read it)")
+    f.close()

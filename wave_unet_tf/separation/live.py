@@ -41,16 +41,31 @@ class WavStreamReader:
       chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
       if chunk == b"data":
         break
+      if chunk != b"fmt ":
+        self._skip(size + size % 2)  # in pieces: a chunk's declared size is never allocated at once
+        continue
+      if not 16 <= size <= 1024:
+        raise audio.AudioError(f"{name}: damaged WAV stream (a format chunk of {size} bytes)")
       body = self._read(size + size % 2)
-      if chunk == b"fmt ":
-        code, self.channels, self.sample_rate = struct.unpack("<HHI", body[:8])
-        bits = struct.unpack("<H", body[14:16])[0]
-        if code == 0xFFFE:  # WAVE_FORMAT_EXTENSIBLE: the real code opens the sub-format GUID
-          code = struct.unpack("<H", body[24:26])[0]
-        self._dtype = {(3, 32): np.float32, (1, 16): np.int16}.get((code, bits))
-        if self._dtype is None:
-          raise audio.AudioError(f"{name}: WAV format {code} with {bits} bits; expected float32 or 16-bit PCM")
+      if len(body) < size:
+        raise audio.AudioError(f"{name}: no audio samples")
+      code, self.channels, self.sample_rate = struct.unpack("<HHI", body[:8])
+      bits = struct.unpack("<H", body[14:16])[0]
+      if code == 0xFFFE and size >= 26:  # WAVE_FORMAT_EXTENSIBLE: the real code opens the sub-format GUID
+        code = struct.unpack("<H", body[24:26])[0]
+      self._dtype = {(3, 32): np.float32, (1, 16): np.int16}.get((code, bits))
+      if self._dtype is None:
+        raise audio.AudioError(f"{name}: WAV format {code} with {bits} bits; expected float32 or 16-bit PCM")
+    if not hasattr(self, "_dtype") or self.channels < 1:
+      raise audio.AudioError(f"{name}: damaged WAV stream (no usable format chunk before the data)")
     self._frame_bytes = self.channels * np.dtype(self._dtype).itemsize
+
+  def _skip(self, count):
+    while count > 0:
+      skipped = len(self._read(min(count, 65536)))
+      if not skipped:
+        return
+      count -= skipped
 
   def _read(self, count):
     data = b""
@@ -80,14 +95,15 @@ def wav_stream_header(sample_rate: int, channels: int) -> bytes:
           + b"data" + struct.pack("<I", _UNKNOWN))
 
 
-def decode_with_ffmpeg(source: Optional[BinaryIO], path: Optional[str] = None) -> subprocess.Popen:
+def decode_with_ffmpeg(source: Optional[BinaryIO], path: Optional[str] = None,
+                       stderr=subprocess.DEVNULL) -> subprocess.Popen:
   """ffmpeg reading ``source`` (a pipe), or the file ``path``, in any format it knows and writing its first
-  audio stream as a float32 WAV stream to its stdout."""
+  audio stream as a float32 WAV stream to its stdout; its error lines go to ``stderr`` (a file)."""
   try:
     return subprocess.Popen(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", path or "pipe:0",
                              "-map", "0:a:0", "-map_metadata", "-1", "-vn", "-f", "wav", "-acodec", "pcm_f32le",
                              "pipe:1"], stdin=source if path is None else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+                            stderr=stderr)
   except FileNotFoundError:
     raise OSError(f"{path or 'stdin'}: ffmpeg not found; install it to read this input "
                   f"(apt-get install -y ffmpeg)") from None

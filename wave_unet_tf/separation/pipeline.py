@@ -20,6 +20,7 @@ windows whatever the song's length.
 import contextlib
 import os
 import queue
+import sys
 import threading
 from typing import Callable, Dict, Iterator, Optional, Sequence
 
@@ -31,7 +32,7 @@ from wave_unet_tf import audio
 from wave_unet_tf.files import atomic_output
 from wave_unet_tf.separation import outputs, windows
 
-READ_FRAMES = 65536  # samples per block read: large enough to keep per-block costs small, ~1.5 s at 44.1 kHz
+READ_FRAMES = audio.READ_FRAMES  # samples per block read: large enough to keep per-block costs small, ~1.5 s at 44.1 kHz
 QUEUE_BLOCKS = 4  # blocks a thread may run ahead
 
 
@@ -44,32 +45,43 @@ class AudioSource:
     self.path = path
     self._decoder = None
     if path == "-":
+      # A stream has no file size to hold its header to: it is read as far as it goes.
       self._open_ffmpeg(stdin, None)
     elif not os.path.isfile(path):
       raise audio.AudioError(f"{path}: no such audio file")
     else:
-      try:
-        self._file = soundfile.SoundFile(path)
-      except Exception:  # not for libsndfile: ffmpeg decodes it
+      self._file = audio.open_soundfile(path)  # header checked: rate, channels, truncation
+      if self._file is None:  # not for libsndfile: ffmpeg decodes it
         self._open_ffmpeg(None, path)
       else:
         self.sample_rate, self.channels, self.frames = self._file.samplerate, self._file.channels, self._file.frames
-        self._check_header()
     self._select(offset or 0.0, duration)
 
   def _open_ffmpeg(self, stdin, path):
+    import tempfile
+
     from wave_unet_tf.separation.live import WavStreamReader, decode_with_ffmpeg
     self._file = None
-    self._decoder = decode_with_ffmpeg(stdin, path)
-    self._reader = WavStreamReader(self._decoder.stdout, name=self.path)
+    self._errors = tempfile.TemporaryFile()  # ffmpeg's reason, should it fail (a file: no pipe to keep drained)
+    self._decoder = decode_with_ffmpeg(stdin, path, stderr=self._errors)
+    try:
+      self._reader = WavStreamReader(self._decoder.stdout, name=self.path)
+    except audio.AudioError:
+      self._decoder.stdout.close()  # first: an ffmpeg still writing must not block the wait
+      self._decoder.wait()
+      reason = self._ffmpeg_reason()
+      self.close()
+      raise audio.AudioError(f"{self.path}: unreadable audio ({reason})") from None
     self.sample_rate, self.channels, self.frames = self._reader.sample_rate, self._reader.channels, None
-    self._check_header()
+    try:
+      audio.check_format(self.path, self.sample_rate, self.channels)
+    except audio.AudioError:
+      self.close()
+      raise
 
-  def _check_header(self):
-    if not 1 <= self.sample_rate <= 1_000_000:
-      raise audio.AudioError(f"{self.path}: sample rate {self.sample_rate} Hz is not a usable rate")
-    if self.channels > 2 or self.channels < 1:
-      raise audio.AudioError(f"{self.path}: {self.channels} channels; only mono and stereo are supported")
+  def _ffmpeg_reason(self):
+    self._errors.seek(0)
+    return audio.ffmpeg_reason(self._errors.read(4096), "pipe:0" if self.path == "-" else self.path)
 
   def _select(self, offset, duration):
     """The part from ``offset`` for ``duration`` seconds: libsndfile seeks there, ffmpeg's output is skipped."""
@@ -93,9 +105,11 @@ class AudioSource:
     frames = frames or READ_FRAMES
     done = 0
     skip, left, seen = self._skip, self._limit, 0
+    if self._file is not None:
+      chunks = audio.read_blocks(self._file, self.path, frames)  # bounded reads, whatever the header says
+    else:
+      chunks = self._reader.chunks(frames)
     try:
-      chunks = (self._file.blocks(frames, dtype="float32", always_2d=True) if self._file is not None
-                else self._reader.chunks(frames))
       for chunk in chunks:
         seen += len(chunk)
         if skip:
@@ -111,12 +125,13 @@ class AudioSource:
           break
     except audio.AudioError:
       raise
-    except Exception as e:  # libsndfile and numpy errors mid-file
+    except Exception as e:  # numpy errors, a broken pipe
       raise audio.AudioError(f"{self.path}: decoding failed at {self.offset + done / self.sample_rate:.1f} s "
                              f"({' '.join(str(e).split())})") from None
+    # (Stopped early by --duration, ffmpeg is still writing: `close` ends it.)
     if self._decoder is not None and left != 0 and self._decoder.wait():
       raise audio.AudioError(f"{self.path}: decoding failed at {self.offset + done / self.sample_rate:.1f} s "
-                             f"(ffmpeg stopped with status {self._decoder.returncode})")
+                             f"({self._ffmpeg_reason()})")
     if done == 0 and self.offset:
       raise audio.AudioError(f"{self.path}: --offset={self.offset} s is past its end ({seen / self.sample_rate:.1f} s)")
     if done == 0:
@@ -130,6 +145,7 @@ class AudioSource:
       if self._decoder.poll() is None:
         self._decoder.kill()
       self._decoder.wait()
+      self._errors.close()
 
 
 class Resampler:
@@ -218,19 +234,23 @@ class StemWriters:
     self._files, self._stdout = {}, stdout
 
   def __enter__(self):
-    from wave_unet_tf.separation.live import wav_stream_header
     try:
-      for stem, path in self.paths.items():
-        if path == "-":
-          self._stdout.write(wav_stream_header(self.sample_rate, self.channels))
-          continue
-        tmp = self._stack.enter_context(atomic_output(path, suffix="." + self.options.codec))
-        self._files[stem] = outputs.StemFile(tmp, self.sample_rate, self.channels, self.options, name=path)
-        self._stack.callback(self._files[stem].close)
+      self._open()
     except BaseException:
-      self._stack.close()
-      raise
+      # The temporary files opened so far are removed; a full disk is said so (`atomic_output`).
+      if not self._stack.__exit__(*sys.exc_info()):
+        raise
     return self
+
+  def _open(self):
+    from wave_unet_tf.separation.live import wav_stream_header
+    for stem, path in self.paths.items():
+      if path == "-":
+        self._stdout.write(wav_stream_header(self.sample_rate, self.channels))
+        continue
+      tmp = self._stack.enter_context(atomic_output(path, suffix="." + self.options.codec))
+      self._files[stem] = outputs.StemFile(tmp, self.sample_rate, self.channels, self.options, name=path)
+      self._stack.callback(self._files[stem].close)
 
   def write(self, blocks: Dict[str, np.ndarray]):
     for stem, block in blocks.items():
