@@ -236,7 +236,7 @@ class Trainer:
       seed = int(np.random.SeedSequence([self.run_options.seed, step, pipeline_id]).generate_state(1)[0])
       return pipeline.training_dataset(self.config, self.train_tracks, self.data.cache_dir, seed=seed,
                                        batch_size=batch_size, channel_swap=self.data.channel_swap,
-                                       remix=self.data.remix)
+                                       remix=self.data.remix, strict=self.data.strict_data)
 
     if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
       return self.strategy.distribute_datasets_from_function(
@@ -245,7 +245,7 @@ class Trainer:
 
   def _validation_batches(self):
     dataset = pipeline.validation_dataset(self.config, self.valid_tracks, self.data.cache_dir,
-                                          batch_size=self.config.batch_size)
+                                          batch_size=self.config.batch_size, strict=self.data.strict_data)
     if self.data.max_validation_batches:
       dataset = dataset.take(self.data.max_validation_batches)
     return dataset
