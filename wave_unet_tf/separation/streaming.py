@@ -30,32 +30,61 @@ from wave_unet_tf.sizes import model_context
 class KerasStreamStep:
   """A `WaveUNet`'s streaming step, compiled once (with XLA by default) for ``[1, block_frames, channels]``.
 
-  The long delay lines (the fine levels' skips, waiting for the coarse levels) stay here between blocks
-  (`HostDelayLines`) and the step reads only the window of each it needs, so a block costs its own frames
-  rather than a copy of every line (benchmarks/streaming.py).
+  Two things keep a block's fixed cost down (benchmarks/streaming.py): the long delay lines (the fine levels'
+  skips, waiting for the coarse levels) stay here between blocks (`HostDelayLines`) and the step reads only
+  the window of each it needs; and the states, windows and new frames each travel as one flat tensor, since
+  every tensor a compiled function takes or returns costs tens of microseconds per call.
 
   Attributes:
     config, block_frames, output_delay: as `wave_unet_tf.separation.stream_graph.StreamGraph`.
   """
 
   def __init__(self, model, block_frames: int, jit_compile: bool = True):
+    import tensorflow as tf
+
     from wave_unet_tf.separation.stream_graph import StreamGraph
     self.graph = StreamGraph(model, block_frames, host_delays=True)
     self.config, self.block_frames, self.output_delay = model.wave_unet_config, block_frames, self.graph.output_delay
+    self._states = [(frames, features) for frames, features in self.graph.state_specs.values()]
+    self._windows = [(d.width, d.features) for d in self.graph.delay_specs.values()]
+    self._history = [(d.frames, d.features) for d in self.graph.delay_specs.values()]
+    mix = tf.TensorSpec([1, block_frames, self.config.num_channels], tf.float32)
+    flat = [tf.TensorSpec([_size(shapes)], tf.float32) for shapes in (self._states, self._windows)]
     # The concrete function: calling it skips tf.function's signature matching (~ms per block).
-    self._function = self.graph.function(jit_compile=jit_compile).get_concrete_function()
+    self._function = tf.function(self._packed_step, input_signature=[mix, *flat], jit_compile=jit_compile,
+                                 autograph=False).get_concrete_function()
+
+  def _packed_step(self, mix, states, windows):
+    """`StreamGraph.step` on flat tensors: ``(sources [S, block, channels], states, new delay-line frames)``."""
+    import tensorflow as tf
+
+    def unpack(flat, shapes):
+      parts = tf.split(flat, [f * c for f, c in shapes]) if shapes else []
+      return [tf.reshape(part, [1, f, c]) for part, (f, c) in zip(parts, shapes)]
+
+    def pack(tensors):
+      return tf.concat([tf.reshape(tf.cast(t, tf.float32), [-1]) for t in tensors] or [tf.zeros([0])], 0)
+
+    sources, states, history = self.graph.step(mix, unpack(states, self._states), unpack(windows, self._windows))
+    return tf.stack([tf.cast(s, tf.float32)[0] for s in sources]), pack(states), pack(history)
 
   def initial_states(self):
     from wave_unet_tf.separation.stream_graph import HostDelayLines
-    return self.graph.initial_states(), HostDelayLines(self.graph.delay_specs.values())
+    return np.zeros(_size(self._states), np.float32), HostDelayLines(self.graph.delay_specs.values())
 
   def run(self, mix: np.ndarray, states):
     """``mix [1, block_frames, channels]`` -> ``(list of [block_frames, channels] per source, states)``."""
     import tensorflow as tf
-    tensors, lines = states
-    sources, outputs = self._function(tf.constant(mix), *tensors, *lines.windows())
-    count = len(tensors)
-    return [s.numpy()[0] for s in sources], (outputs[:count], lines.after(outputs[count:]))
+    flat_states, lines = states
+    windows = np.concatenate([w.reshape(-1) for w in lines.windows()] or [np.zeros(0, np.float32)])
+    sources, flat_states, history = self._function(tf.constant(mix), flat_states, tf.constant(windows))
+    history = np.split(history.numpy(), np.cumsum([f * c for f, c in self._history])[:-1])
+    history = [h.reshape(1, f, c) for h, (f, c) in zip(history, self._history)]
+    return list(sources.numpy()), (flat_states, lines.after(history))
+
+
+def _size(shapes):
+  return sum(frames * features for frames, features in shapes)
 
 
 def as_stream_step(model_or_path, block_frames: int, jit_compile: bool = True):
