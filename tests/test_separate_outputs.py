@@ -279,7 +279,7 @@ def test_folders_are_searched_recursively_and_skip_existing_skips_what_is_done(m
     (["--stems=guitar"], "--stems=guitar: not a source of this model (bass, drums, other, vocals; or no_<source>"),
     (["--device=tpu"], "--device=tpu: choose auto|cpu|gpu|gpu:N"),
     (["--device=gpu:0"], "--device=gpu:0: TensorFlow sees no GPU here"),
-    (["--filename={stem}.{ext}"], "would both write"),
+    (["--filename={stem}.{ext}"], "would overwrite"),
     (["--offset=9"], "--offset=9.0 s is past its end")])
 def test_bad_flags_are_one_line_naming_the_flag(model_file, tmp_path, flags, message):
   import tensorflow as tf
@@ -290,9 +290,13 @@ def test_bad_flags_are_one_line_naming_the_flag(model_file, tmp_path, flags, mes
   result = run_separate("--model", model_file, "--output_dir", tmp_path / "out", *flags, a, b)
   assert result.returncode == 1
   errors = result.stderr.strip().splitlines()
-  assert len(errors) == 1 or "--offset" in flags[0], result.stderr
+  per_input = "--offset" in flags[0] or "would overwrite" in message  # then a line per input and the count
+  assert len(errors) == 1 or per_input, result.stderr
   assert message in errors[0], result.stderr
-  assert not list((tmp_path / "out").rglob("*.wav")) if (tmp_path / "out").exists() else True
+  if not per_input:
+    assert not list((tmp_path / "out").rglob("*.wav")) if (tmp_path / "out").exists() else True
+  if "would overwrite" in message:
+    assert errors[0].startswith(f"separate.py: error: {b}: would overwrite") and f"written from {a}" in errors[0]
 
 
 @pytest.mark.slow

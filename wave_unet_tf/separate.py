@@ -138,14 +138,15 @@ def main(argv):
   if FLAGS.stdout and outputs.sources_of_stem(FLAGS.stdout, separator.source_names) is None:
     raise cli.UsageError(f"--stdout={FLAGS.stdout}: not a source of this model ({', '.join(separator.source_names)}; "
                          f"or no_<source>, the sum of the others)")
-  if not FLAGS.stdout:
-    _check_distinct_outputs(inputs, options, stems)
 
   report = sys.stderr if FLAGS.stdout else sys.stdout  # with --stdout the audio goes to stdout
   counts = {"separated": 0, "skipped": 0, "failed": 0}
+  written_by = {}  # output path -> the input that wrote it in this run
   for path, track in inputs:
     start = time.perf_counter()
     try:
+      if not FLAGS.stdout:
+        _check_not_written(path, track, options, stems, written_by)
       written, seconds = separate_file(separator, path, FLAGS.output_dir, options, FLAGS.progress,
                                        stdout=sys.stdout.buffer if FLAGS.stdout else None, track=track,
                                        offset=FLAGS.offset, duration=FLAGS.duration)
@@ -161,6 +162,7 @@ def main(argv):
       print(f"{path}: skipped, its outputs exist", file=report, flush=True)
       continue
     counts["separated"] += 1
+    written_by.update((output, path) for output in written)
     elapsed = time.perf_counter() - start
     where = "stdout" if FLAGS.stdout else _describe(written)
     print(f"{path} -> {where} ({seconds:.1f} s of audio in {elapsed:.1f} s, "
@@ -182,17 +184,14 @@ def _describe(paths):
   return ", ".join(paths)
 
 
-def _check_distinct_outputs(inputs, options, stems):
-  """Two inputs whose outputs would overwrite each other: said before anything is separated."""
+def _check_not_written(path, track, options, stems, written_by):
+  """An input whose outputs another input wrote in this run (two files of one name) fails, naming both."""
   from wave_unet_tf.separation.separator import track_name
-  owner = {}
-  for path, track in inputs:
-    for output in options.paths(FLAGS.output_dir, track or track_name(path), stems).values():
-      if owner.setdefault(output, path) != path:
-        fix = ("use {track} in it" if "{track}" not in options.filename else
-               "separate them in two runs with different --output_dir")
-        raise cli.UsageError(f"--filename={options.filename}: {owner[output]} and {path} would both write "
-                             f"{output}; {fix}")
+  for output in options.paths(FLAGS.output_dir, track or track_name(path), stems).values():
+    if output in written_by:
+      fix = "use {track} in --filename" if "{track}" not in options.filename else \
+          "separate it in another run with another --output_dir"
+      raise ValueError(f"{path}: would overwrite {output}, written from {written_by[output]} in this run; {fix}")
 
 
 def _main_live(inputs):
