@@ -25,6 +25,7 @@ flags.DEFINE_string("model", None, "A .keras file, a SavedModel folder, a .tflit
                     "an original TF1 checkpoint, or an http(s):// or hf:// URL of one.")
 flags.DEFINE_string("output_dir", "separated", "The folder --filename is under.")
 outputs.define_flags()
+flags.adopt_module_key_flags(outputs)  # so --help lists them with the command's own
 flags.DEFINE_float("offset", 0.0, "Separate from this many seconds into each input.", lower_bound=0.0)
 flags.DEFINE_float("duration", None, "Separate at most this many seconds of each input (default: to its end).")
 flags.DEFINE_string("device", "auto", f"Where the model runs: {DEVICES} (auto: a GPU if there is one).")
