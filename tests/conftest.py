@@ -1,8 +1,10 @@
 """Shared test paths and fixtures."""
 
+import contextlib
 import os
 import pathlib
 import re
+import subprocess
 import tempfile
 
 import pytest
@@ -50,3 +52,29 @@ def toy_root(tmp_path_factory):
   root = tmp_path_factory.mktemp("toy")
   write_toy_dataset(str(root), num_tracks=4, seconds=3.0, seed=7, num_test_tracks=1)
   return root
+
+
+@contextlib.contextmanager
+def small_disk(folder, kib):
+  """A tmpfs of ``kib`` KiB mounted on ``folder`` (root only; skipped with the reason elsewhere), unmounted at
+  the end: a real full disk."""
+  if os.geteuid() != 0:
+    pytest.skip("mounting a tmpfs to fill needs root (os.geteuid() != 0)")
+  os.makedirs(folder, exist_ok=True)
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)],
+                           capture_output=True, text=True)
+  if mounted.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+  try:
+    yield folder
+  finally:
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill_disk(folder, leave_bytes):
+  """A file taking all but ``leave_bytes`` of the disk of ``folder``; returns its path (delete it to free)."""
+  usage = os.statvfs(folder)
+  filler = pathlib.Path(folder) / "filler"
+  with open(filler, "wb") as f:
+    f.write(b"\0" * max(0, usage.f_bavail * usage.f_frsize - leave_bytes))
+  return filler

@@ -21,6 +21,7 @@ import pytest
 import soundfile
 
 import wave_unet_tf as wut
+from conftest import fill_disk, small_disk
 from hostile_audio import HOSTILE_NAMES, write_hostile_files
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -293,31 +294,6 @@ def test_evaluate_reports_and_skips_hostile_tracks_and_scores_the_others(hostile
 
 # -- a full disk: a real, small tmpfs as the output ------------------------------------------------------------
 
-@contextlib.contextmanager
-def small_disk(folder, kib):
-  """A tmpfs of ``kib`` KiB mounted on ``folder`` (root only), unmounted at the end."""
-  if os.geteuid() != 0:
-    pytest.skip("mounting a tmpfs to fill needs root (os.geteuid() != 0)")
-  folder.mkdir(parents=True, exist_ok=True)
-  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)],
-                           capture_output=True, text=True)
-  if mounted.returncode != 0:
-    pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-  try:
-    yield folder
-  finally:
-    subprocess.run(["umount", "-l", str(folder)], check=True)
-
-
-def fill_disk(folder, leave_kib):
-  """A file taking all but ``leave_kib`` KiB of the disk of ``folder``; returns its path (delete it to free)."""
-  usage = os.statvfs(folder)
-  filler = pathlib.Path(folder) / "filler"
-  with open(filler, "wb") as f:
-    f.write(b"\0" * max(0, usage.f_bavail * usage.f_frsize - leave_kib * 1024))
-  return filler
-
-
 def files_under(folder, but=("filler",)):
   return sorted(str(p.relative_to(folder)) for p in pathlib.Path(folder).rglob("*") if p.name not in but)
 
@@ -330,7 +306,7 @@ def assert_disk_full_error(result, path):
 @pytest.mark.slow
 def test_export_to_a_full_disk_fails_naming_the_path_and_works_once_space_is_freed(model_path, tmp_path):
   with small_disk(tmp_path / "disk", 4096) as disk:
-    filler = fill_disk(disk, leave_kib=24)
+    filler = fill_disk(disk, leave_bytes=24 * 1024)
     args = ["--model", model_path, "--saved_model_dir", disk / "served", "--tflite", disk / "model.tflite"]
     assert_disk_full_error(run_command("export", *args), disk / "served")
     assert files_under(disk) == []  # no half SavedModel, no temporary folder
@@ -343,7 +319,7 @@ def test_export_to_a_full_disk_fails_naming_the_path_and_works_once_space_is_fre
 
 def test_tflite_export_to_a_full_disk_leaves_nothing(model_path, tmp_path):
   with small_disk(tmp_path / "disk", 1024) as disk:
-    fill_disk(disk, leave_kib=16)
+    fill_disk(disk, leave_bytes=16 * 1024)
     result = run_command("export", "--model", model_path, "--tflite", disk / "model.tflite")
     assert_disk_full_error(result, disk / "model.tflite")
     assert files_under(disk) == []
@@ -353,7 +329,7 @@ def test_separating_onto_a_full_disk_leaves_no_partial_stem_and_works_once_space
   song_path = tmp_path / "song.wav"
   soundfile.write(str(song_path), song(3.0), 44100)  # ~1 MB per float32 stem: the disk fills mid-write
   with small_disk(tmp_path / "disk", 4096) as disk:
-    filler = fill_disk(disk, leave_kib=600)
+    filler = fill_disk(disk, leave_bytes=600 * 1024)
     out = disk / "separated"
     result = run_command("separate", "--model", model_path, "--output_dir", out, "--noprogress", song_path)
     line = assert_one_line_error(result)
@@ -393,7 +369,7 @@ def test_model_cache_on_a_full_disk_keeps_no_entry_and_downloads_once_space_is_f
   with small_disk(tmp_path / "cache", 1024) as disk, serving(os.path.dirname(model_path)) as url:
     models = disk / "wave_unet_tf" / "models"
     models.mkdir(parents=True)
-    filler = fill_disk(disk, leave_kib=8)
+    filler = fill_disk(disk, leave_bytes=8 * 1024)
     env = {**_env(), "XDG_CACHE_HOME": str(disk)}  # the model cache's folder follows it
     command = [sys.executable, "-m", "wave_unet_tf.separate", "--model", f"{url}/{os.path.basename(model_path)}",
                "--nojit_compile", "--noprogress", "--output_dir", str(tmp_path / "out"), str(song_path)]
@@ -412,7 +388,7 @@ def test_model_cache_on_a_full_disk_keeps_no_entry_and_downloads_once_space_is_f
 @pytest.mark.slow
 def test_data_cache_on_a_full_disk_fails_naming_the_entry_and_is_built_once_space_is_freed(toy_root, tmp_path):
   with small_disk(tmp_path / "cache", 2048) as disk:
-    filler = fill_disk(disk, leave_kib=64)
+    filler = fill_disk(disk, leave_bytes=64 * 1024)
     command = [sys.executable, str(PROJECT_ROOT / "train.py"), f"--musdb_root={toy_root}",
                f"--model_dir={tmp_path / 'run'}", f"--cache_dir={disk}", *TINY_TRAIN]
     result = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=PROJECT_ROOT, timeout=300)

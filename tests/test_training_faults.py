@@ -1,7 +1,6 @@
 """Training under faults: damaged checkpoints and best.keras, a busy run folder, kills at random moments, a full
 disk. The checkpoint folder and the lock in-process, then the real command in subprocesses."""
 
-import contextlib
 import math
 import os
 import random
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import PROJECT_ROOT, assert_quiet
+from conftest import PROJECT_ROOT, assert_quiet, fill_disk, small_disk
 from test_training import TINY, summary_of, train
 from wave_unet_tf.training import checkpoints, lock
 
@@ -120,31 +119,6 @@ def test_a_lost_state_file_is_rebuilt_from_the_checkpoints_on_disk(tmp_path):
   assert listed(tmp_path) == ["ckpt-8", "ckpt-9"] and not (tmp_path / "ckpt-4.index").exists()
 
 
-@contextlib.contextmanager
-def small_disk(folder, kilobytes):
-  """A tmpfs of ``kilobytes`` mounted at ``folder`` (root only)."""
-  if os.geteuid() != 0:
-    pytest.skip("mounting a small tmpfs to fill needs root")
-  os.makedirs(folder, exist_ok=True)
-  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kilobytes}k", "tmpfs", str(folder)],
-                           capture_output=True, text=True)
-  if mounted.returncode != 0:
-    pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-  try:
-    yield folder
-  finally:
-    subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
-def fill(folder, leave_bytes):
-  """Fills the file system of ``folder`` up to ``leave_bytes`` free; returns the filler's path."""
-  stats = os.statvfs(folder)
-  filler = os.path.join(folder, "filler")
-  with open(filler, "wb") as f:
-    f.write(b"\0" * max(stats.f_bavail * stats.f_frsize - leave_bytes, 0))
-  return filler
-
-
 PAGE = 4096
 
 
@@ -158,7 +132,7 @@ def test_a_save_on_a_full_disk_keeps_the_previous_checkpoint_and_leaves_nothing_
     folder = checkpoints.CheckpointFolder(checkpoint, str(disk / "checkpoints"))
     save_steps(folder, values, step, [1])
     data_pages = math.ceil(os.path.getsize(disk / "checkpoints" / "ckpt-1.data-00000-of-00001") / PAGE)
-    filler = fill(disk, 0 if fits == "nothing" else (data_pages + 1) * PAGE)  # tmpfs counts whole pages
+    filler = fill_disk(disk, 0 if fits == "nothing" else (data_pages + 1) * PAGE)  # tmpfs counts whole pages
     failures = []
     real_save = folder.manager.save
     monkeypatch.setattr(folder.manager, "save", lambda **kw: _recording(real_save, failures, **kw))
@@ -190,7 +164,7 @@ def test_a_best_model_on_a_full_disk_keeps_the_previous_one(tmp_path):
     checkpoints.save_best_model(model, path)
     before = model_weights(path)
     model.set_weights([w + 1 for w in model.get_weights()])
-    fill(disk, 8 * PAGE)
+    fill_disk(disk, 8 * PAGE)
     with pytest.raises(checkpoints.SaveError, match=r"cannot write .*best.keras: no space left on device .*; the "
                                                     r"previous best.keras is kept"):
       checkpoints.save_best_model(model, path)
@@ -346,7 +320,7 @@ def test_a_full_disk_stops_training_with_one_line_and_the_same_command_resumes(t
   with small_disk(tmp_path / "disk", 1024) as disk:
     model_dir = disk / "run"
     shutil.copytree(run_at_step_3 / "run", model_dir)
-    filler = fill(disk, free_kb * 1024)
+    filler = fill_disk(disk, free_kb * 1024)
     # Decoded tracks stay off the small disk.
     args = ["--nofine_tune", "--max_steps=12", f"--cache_dir={run_at_step_3}/cache"]
     result = train(toy_root, model_dir, *args, check=False)
