@@ -122,24 +122,21 @@ def stream_live(make_stream: Callable[[int, int], object], reader: WavStreamRead
   Returns:
     The number of samples written (as many as came in).
   """
-  from wave_unet_tf.separation.outputs import sources_of_stem
+  from wave_unet_tf.separation.outputs import sources_of_stem, stem_samples
   stream = make_stream(reader.sample_rate, reader.channels)
   sources = sources_of_stem(source, stream.source_names)
   if sources is None:
     raise ValueError(f"--stdout={source}: not a source of this model ({', '.join(stream.source_names)}; or "
                      f"no_<source>, the sum of the others)")
 
-  def stem(outputs):  # the stem's sources added up
-    return np.sum([outputs[s] for s in sources], axis=0, dtype=np.float32)
-
   write(wav_stream_header(reader.sample_rate, reader.channels))
   written = 0
   for chunk in reader.chunks():
-    out = stem(stream.push(chunk))
+    out = stem_samples(stream.push(chunk), sources)
     if len(out):
       write(np.ascontiguousarray(out, np.float32).tobytes())
       written += len(out)
-  out = stem(stream.flush())
+  out = stem_samples(stream.flush(), sources)
   write(np.ascontiguousarray(out, np.float32).tobytes())
   return written + len(out)
 

@@ -139,6 +139,14 @@ def sources_of_stem(name: str, source_names: Sequence[str]) -> Optional[Tuple[st
   return None
 
 
+def stem_samples(estimates: Dict[str, np.ndarray], sources: Sequence[str]) -> np.ndarray:
+  """A stem's samples: the estimates of its ``sources`` added up (float32)."""
+  total = np.array(estimates[sources[0]], np.float32)
+  for source in sources[1:]:
+    total += estimates[source]
+  return total
+
+
 def _integer(name, value):
   try:
     return int(value)

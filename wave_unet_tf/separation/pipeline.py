@@ -362,7 +362,7 @@ def separate_stream(separator, source: AudioSource, paths: Dict[str, str],
 
   def back(estimates, last=False):
     """Model-rate estimates -> stems at the input's rate and channels, and no more samples than came in."""
-    blocks = {stem: from_model[stem](_sum(estimates[s] for s in sources), last=last)
+    blocks = {stem: from_model[stem](outputs.stem_samples(estimates, sources), last=last)
               for stem, sources in stem_sources.items()}
     blocks = {s: audio.convert_channels(b, channels) if b.shape[1] != channels else b for s, b in blocks.items()}
     if last:  # resampling there and back can be a sample short: zeros make up the input's length
@@ -387,10 +387,3 @@ def separate_stream(separator, source: AudioSource, paths: Dict[str, str],
     if counts["silent"]:
       writers.rewrite_silence(counts["in"])
   return counts["in"] / rate
-
-
-def _sum(blocks):
-  total = None
-  for block in blocks:
-    total = np.array(block, np.float32) if total is None else total + block
-  return total
