@@ -123,6 +123,17 @@ def test_the_paper_models_long_delay_lines_are_kept_outside_the_step():
   assert inside.output_delay == outside.output_delay
 
 
+@pytest.mark.parametrize("lag, width, frames", [(4, 4, 4), (5, 4, 4), (7, 3, 2), (37, 9, 8), (64, 16, 16)])
+def test_a_delay_line_window_is_read_from_the_blocks_that_hold_it(lag, width, frames):
+  from wave_unet_tf.separation.stream_graph import DelaySpec, window_pieces
+  pieces = window_pieces(DelaySpec(lag, width, frames, features=1))
+  assert all(back >= 1 for back, _, _ in pieces)  # only earlier blocks, never this one
+  for block in range(-(-lag // frames), 12):  # block k's new frames are the line's frames k*n .. k*n + n - 1
+    new_frames = lambda k: np.arange(k * frames, (k + 1) * frames)  # noqa: E731
+    window = np.concatenate([new_frames(block - back)[first:first + count] for back, first, count in pieces])
+    np.testing.assert_array_equal(window, np.arange(block * frames - lag, block * frames - lag + width))
+
+
 @pytest.mark.parametrize("changes", [{}, {"upsampling": "linear", "merge_filter_size": 4}])
 def test_folded_and_plain_up_blocks_compute_the_same_stream(changes):
   from wave_unet_tf.separation.stream_graph import StreamGraph

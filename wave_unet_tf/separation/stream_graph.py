@@ -21,14 +21,14 @@ padded song (``model_context(config)[0]`` zeros, then the song), output stream f
 
 The state travels in and out of the step as tensors (``[1, frames, features]`` each): the step is a pure
 function, converted as it is to a TFLite model with builtin ops only. In-process (compiled with XLA) the
-long delay lines stay outside it (``host_delays``, `HostDelayLines`): a fine level's skip waits for the
+long delay lines stay outside it (``host_delays``, `window_pieces`): a fine level's skip waits for the
 whole network's latency, and copying such a line in and out of the step costs each block as much as the
 line is long, where reading its window costs as much as the block is long.
 Same-padding models (M1, M2) zero-pad every window's edges and are not shift-exact; they are refused.
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -290,7 +290,7 @@ class StreamGraph:
 
   ``fold_upsampling=False`` runs the up blocks as the model does (upsample, crop-and-concat, convolve)
   instead of folding the upsampling into the convolution (the same result, slower). ``host_delays=True``
-  leaves the long delay lines to the caller (`delay_specs`, `HostDelayLines`): the step then takes the
+  leaves the long delay lines to the caller (`delay_specs`, `window_pieces`): the step then takes the
   window each reads and returns each one's new frames, after the states.
 
   Attributes:
@@ -382,33 +382,15 @@ class StreamGraph:
                        autograph=False)
 
 
-class HostDelayLines:
-  """The delay lines a ``host_delays`` step leaves to its caller, as the blocks of new frames that went by
-  (immutable: a state can be kept and resumed, as the stream's primed start is). Each block reads one
-  window, copying ``width`` frames instead of the whole line.
-  """
-
-  def __init__(self, specs: Sequence[DelaySpec], blocks: Optional[Tuple[tuple, ...]] = None):
-    self.specs = list(specs)
-    # Per line, its last blocks newest first: as many as the oldest frame read may lie back.
-    self.blocks = blocks if blocks is not None else tuple(
-        (np.zeros((1, d.frames, d.features), np.float32),) * -(-d.lag // d.frames) for d in self.specs)
-
-  def windows(self) -> List[np.ndarray]:
-    """Each line's frames ``t - lag .. t - lag + width - 1`` (``t``: the block's first new frame)."""
-    windows = []
-    for spec, blocks in zip(self.specs, self.blocks):
-      parts, frame, end = [], -spec.lag, spec.width - spec.lag
-      while frame < end:
-        back = -(frame // spec.frames)  # block `back` holds frames -back * n .. -back * n + n - 1
-        start = frame + back * spec.frames
-        take = min(spec.frames - start, end - frame)
-        parts.append(blocks[back - 1][:, start:start + take])
-        frame += take
-      windows.append(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1))
-    return windows
-
-  def after(self, history) -> "HostDelayLines":
-    """The lines once this block's new frames (``history``, one per line) went in."""
-    return HostDelayLines(self.specs, tuple(((np.asarray(new),) + blocks)[:len(blocks)]
-                                            for new, blocks in zip(history, self.blocks)))
+def window_pieces(spec: DelaySpec) -> List[Tuple[int, int, int]]:
+  """Where a host delay line's window lies in the new frames of earlier blocks: ``(back, first, count)``
+  pieces in order, ``count`` frames from frame ``first`` of the new frames of the block ``back`` blocks
+  before this one. Fixed for the whole stream: each block brings ``spec.frames`` new frames."""
+  pieces, frame, end = [], -spec.lag, spec.width - spec.lag  # relative to this block's first new frame
+  while frame < end:
+    back = -(frame // spec.frames)  # block `back` holds frames -back * n .. -back * n + n - 1
+    first = frame + back * spec.frames
+    count = min(spec.frames - first, end - frame)
+    pieces.append((back, first, count))
+    frame += count
+  return pieces

@@ -30,10 +30,12 @@ from wave_unet_tf.sizes import model_context
 class KerasStreamStep:
   """A `WaveUNet`'s streaming step, compiled once (with XLA by default) for ``[1, block_frames, channels]``.
 
-  Two things keep a block's fixed cost down (benchmarks/streaming.py): the long delay lines (the fine levels'
-  skips, waiting for the coarse levels) stay here between blocks (`HostDelayLines`) and the step reads only
-  the window of each it needs; and the states, windows and new frames each travel as one flat tensor, since
-  every tensor a compiled function takes or returns costs tens of microseconds per call.
+  Two things keep a block's fixed cost down (benchmarks/streaming.py). The long delay lines (the fine
+  levels' skips, waiting for the coarse levels) never travel whole: each block's new frames of all of them
+  come out as one tensor, which stays as it is until the lines' later windows have been read from it
+  (`window_pieces`), so the step takes the few earlier blocks' tensors it reads from and copies only the
+  windows. And the states travel as one flat tensor, since every tensor a compiled function takes or
+  returns costs tens of microseconds per call.
 
   Attributes:
     config, block_frames, output_delay: as `wave_unet_tf.separation.stream_graph.StreamGraph`.
@@ -42,45 +44,56 @@ class KerasStreamStep:
   def __init__(self, model, block_frames: int, jit_compile: bool = True):
     import tensorflow as tf
 
-    from wave_unet_tf.separation.stream_graph import StreamGraph
+    from wave_unet_tf.separation.stream_graph import StreamGraph, window_pieces
     self.graph = StreamGraph(model, block_frames, host_delays=True)
     self.config, self.block_frames, self.output_delay = model.wave_unet_config, block_frames, self.graph.output_delay
     self._states = [(frames, features) for frames, features in self.graph.state_specs.values()]
-    self._windows = [(d.width, d.features) for d in self.graph.delay_specs.values()]
-    self._history = [(d.frames, d.features) for d in self.graph.delay_specs.values()]
+    lines = list(self.graph.delay_specs.values())
+    self._new_frames = [(d.frames, d.features) for d in lines]
+    self._pieces = [window_pieces(d) for d in lines]
+    # The earlier blocks the windows read from (1: the one before this), and how many are kept.
+    self._backs = sorted({back for pieces in self._pieces for back, _, _ in pieces})
+    self._kept = max(self._backs, default=0)
     mix = tf.TensorSpec([1, block_frames, self.config.num_channels], tf.float32)
-    flat = [tf.TensorSpec([_size(shapes)], tf.float32) for shapes in (self._states, self._windows)]
+    flat = [tf.TensorSpec([_size(self._states)], tf.float32)]
+    flat += [tf.TensorSpec([_size(self._new_frames)], tf.float32)] * len(self._backs)
     # The concrete function: calling it skips tf.function's signature matching (~ms per block).
     self._function = tf.function(self._packed_step, input_signature=[mix, *flat], jit_compile=jit_compile,
                                  autograph=False).get_concrete_function()
 
-  def _packed_step(self, mix, states, windows):
-    """`StreamGraph.step` on flat tensors: ``(sources [S, block, channels], states, new delay-line frames)``."""
+  def _packed_step(self, mix, states, *earlier):
+    """`StreamGraph.step` on flat tensors: ``(sources [S, block, channels], states, new delay-line frames)``;
+    ``earlier``: the new delay-line frames of the blocks ``self._backs`` blocks back."""
     import tensorflow as tf
 
-    def unpack(flat, shapes):
-      parts = tf.split(flat, [f * c for f, c in shapes]) if shapes else []
-      return [tf.reshape(part, [1, f, c]) for part, (f, c) in zip(parts, shapes)]
+    parts = tf.split(states, [f * c for f, c in self._states]) if self._states else []
+    states = [tf.reshape(part, [1, f, c]) for part, (f, c) in zip(parts, self._states)]
+    block_of = dict(zip(self._backs, earlier))
+    windows, line_start = [], 0
+    for (frames, features), pieces in zip(self._new_frames, self._pieces):
+      window = [tf.reshape(block_of[back][line_start + first * features:line_start + (first + count) * features],
+                           [1, count, features]) for back, first, count in pieces]
+      windows.append(window[0] if len(window) == 1 else tf.concat(window, axis=1))
+      line_start += frames * features
 
     def pack(tensors):
       return tf.concat([tf.reshape(tf.cast(t, tf.float32), [-1]) for t in tensors] or [tf.zeros([0])], 0)
 
-    sources, states, history = self.graph.step(mix, unpack(states, self._states), unpack(windows, self._windows))
-    return tf.stack([tf.cast(s, tf.float32)[0] for s in sources]), pack(states), pack(history)
+    sources, states, new_frames = self.graph.step(mix, states, windows)
+    return tf.stack([tf.cast(s, tf.float32)[0] for s in sources]), pack(states), pack(new_frames)
 
   def initial_states(self):
-    from wave_unet_tf.separation.stream_graph import HostDelayLines
-    return np.zeros(_size(self._states), np.float32), HostDelayLines(self.graph.delay_specs.values())
+    """``(flat states, the delay lines' new frames of the last blocks, newest first)``, all zeros."""
+    import tensorflow as tf
+    return tf.zeros([_size(self._states)]), (tf.zeros([_size(self._new_frames)]),) * self._kept
 
   def run(self, mix: np.ndarray, states):
     """``mix [1, block_frames, channels]`` -> ``(list of [block_frames, channels] per source, states)``."""
     import tensorflow as tf
-    flat_states, lines = states
-    windows = np.concatenate([w.reshape(-1) for w in lines.windows()] or [np.zeros(0, np.float32)])
-    sources, flat_states, history = self._function(tf.constant(mix), flat_states, tf.constant(windows))
-    history = np.split(history.numpy(), np.cumsum([f * c for f, c in self._history])[:-1])
-    history = [h.reshape(1, f, c) for h, (f, c) in zip(history, self._history)]
-    return list(sources.numpy()), (flat_states, lines.after(history))
+    flat_states, recent = states
+    sources, flat_states, new_frames = self._function(tf.constant(mix), flat_states,
+                                                      *[recent[back - 1] for back in self._backs])
+    return list(sources.numpy()), (flat_states, ((new_frames,) + recent)[:self._kept])
 
 
 def _size(shapes):
