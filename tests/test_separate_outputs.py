@@ -300,6 +300,17 @@ def test_bad_flags_are_one_line_naming_the_flag(model_file, tmp_path, flags, mes
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("stem", ["guitar", "no_guitar"])
+def test_stdout_of_a_stem_the_model_lacks_names_the_stdout_flag(model_file, tmp_path, stem):
+  song = write_song(tmp_path / "a.wav", seconds=0.2)
+  result = run_separate("--model", model_file, f"--stdout={stem}", song)
+  assert result.returncode == 1 and result.stdout == ""
+  assert result.stderr.strip().splitlines() == [
+      f"separate.py: error: --stdout={stem}: not a source of this model (bass, drums, other, vocals; or "
+      f"no_<source>, the sum of the others)"], result.stderr
+
+
+@pytest.mark.slow
 def test_the_command_on_the_cpu_writes_a_part_as_m4a_and_streams_no_vocals(model_file, tmp_path):
   song = write_song(tmp_path / "song.wav", seconds=1.0, rate=44100)
   result = run_separate("--model", model_file, "--output_dir", tmp_path / "out", "--device=cpu", "--codec=m4a",

@@ -135,10 +135,10 @@ def main(argv):
   use_device(FLAGS.device)
   separator = Separator(FLAGS.model, window_seconds=FLAGS.window_seconds, batch_size=FLAGS.batch_size,
                         jit_compile=FLAGS.jit_compile)
-  stems = options.stem_sources(separator.source_names)  # a stem the model lacks: said before any work
   if FLAGS.stdout and outputs.sources_of_stem(FLAGS.stdout, separator.source_names) is None:
     raise cli.UsageError(f"--stdout={FLAGS.stdout}: not a source of this model ({', '.join(separator.source_names)}; "
                          f"or no_<source>, the sum of the others)")
+  stems = options.stem_sources(separator.source_names)  # a stem the model lacks: said before any work
 
   report = sys.stderr if FLAGS.stdout else sys.stdout  # with --stdout the audio goes to stdout
   counts = {"separated": 0, "skipped": 0, "failed": 0}
