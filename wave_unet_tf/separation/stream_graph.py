@@ -88,7 +88,7 @@ class _Walk:
     self.host_delays = host_delays
     self.delay_specs: Dict[str, DelaySpec] = {}  # delay lines the host keeps, in walk order
     self.windows = windows  # delay line name -> the frames this block reads from it (given by the host)
-    self.history: Dict[str, object] = {}  # delay line name -> this block's new frames (for the host to keep)
+    self.new_frames: Dict[str, object] = {}  # delay line name -> this block's new frames (for the host to keep)
 
   @property
   def planning(self):
@@ -118,7 +118,7 @@ class _Walk:
       self.delay_specs[name] = DelaySpec(lag, width, stream.frames, stream.features)
       if self.planning:
         return None
-      self.history[name] = stream.tensor
+      self.new_frames[name] = stream.tensor
       import tensorflow as tf
       return tf.cast(self.windows[name], stream.tensor.dtype)
     joined = self._cached(name, stream, lag)
@@ -290,8 +290,8 @@ class StreamGraph:
 
   ``fold_upsampling=False`` runs the up blocks as the model does (upsample, crop-and-concat, convolve)
   instead of folding the upsampling into the convolution (the same result, slower). ``host_delays=True``
-  leaves the long delay lines to the caller (`delay_specs`, `window_pieces`): the step then takes the
-  window each reads and returns each one's new frames, after the states.
+  leaves the long delay lines to the caller (`delay_specs`, `window_pieces`): `step` then takes the
+  window each reads and returns each one's new frames as its third result.
 
   Attributes:
     config: the model's config.
@@ -352,28 +352,28 @@ class StreamGraph:
                  self.host_delays, dict(zip(self.delay_specs, windows)))
     sources, _ = _walk_network(self.model, walk, self._mix_stream(mix))
     return (sources, [walk.next_states[name] for name in self.state_specs],
-            [walk.history[name] for name in self.delay_specs])
+            [walk.new_frames[name] for name in self.delay_specs])
 
   def state_names(self) -> List[str]:
     """Tensor names for the states (TFLite signature keys)."""
     return ["state_" + "".join(c if c.isalnum() else "_" for c in name) for name in self.state_specs]
 
   def input_signature(self):
-    """``[mix, *states, *windows]`` as ``tf.TensorSpec``: ``[1, block_frames, channels]``, ``[1, frames,
-    features]`` per state and ``[1, width, features]`` per host delay line."""
+    """``[mix, *states]`` as ``tf.TensorSpec``: ``[1, block_frames, channels]`` and ``[1, frames, features]``
+    (the self-contained step: without ``host_delays``)."""
     import tensorflow as tf
     signature = [tf.TensorSpec([1, self.block_frames, self.config.num_channels], tf.float32, name="mix")]
-    signature += [tf.TensorSpec([1, frames, features], tf.float32, name=name)
-                  for (frames, features), name in zip(self.state_specs.values(), self.state_names())]
-    return signature + [tf.TensorSpec([1, d.width, d.features], tf.float32) for d in self.delay_specs.values()]
+    return signature + [tf.TensorSpec([1, frames, features], tf.float32, name=name)
+                        for (frames, features), name in zip(self.state_specs.values(), self.state_names())]
 
-  def flat_step(self, mix, *inputs):
-    """`step` with the states (then the windows) as arguments and float32 results: ``(sources tuple, states
-    tuple)``, the new delay-line frames after the states."""
+  def flat_step(self, mix, *states):
+    """`step` with the states as arguments and float32 results: ``(sources tuple, states tuple)`` (the
+    self-contained step: without ``host_delays``)."""
     import tensorflow as tf
-    count = len(self.state_specs)
-    sources, next_states, history = self.step(mix, list(inputs[:count]), list(inputs[count:]))
-    return tuple(sources), tuple(tf.cast(s, tf.float32) for s in next_states + history)
+    if self.delay_specs:
+      raise ValueError("flat_step runs the self-contained step; this graph leaves delay lines to its caller")
+    sources, next_states, _ = self.step(mix, list(states))
+    return tuple(sources), tuple(tf.cast(s, tf.float32) for s in next_states)
 
   def function(self, jit_compile: bool = True):
     """The step as one ``tf.function`` over fixed shapes: ``f(mix, *states) -> (sources, states)``."""

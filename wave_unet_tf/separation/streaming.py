@@ -47,7 +47,7 @@ class KerasStreamStep:
     from wave_unet_tf.separation.stream_graph import StreamGraph, window_pieces
     self.graph = StreamGraph(model, block_frames, host_delays=True)
     self.config, self.block_frames, self.output_delay = model.wave_unet_config, block_frames, self.graph.output_delay
-    self._states = [(frames, features) for frames, features in self.graph.state_specs.values()]
+    self._states = list(self.graph.state_specs.values())
     lines = list(self.graph.delay_specs.values())
     self._new_frames = [(d.frames, d.features) for d in lines]
     self._pieces = [window_pieces(d) for d in lines]
