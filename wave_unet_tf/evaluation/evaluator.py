@@ -1,13 +1,13 @@
 """Separate a MUSDB subset and score it: the paper's evaluation, resumable and parallel."""
 
 import concurrent.futures
-import errno
 import multiprocessing
 import os
 import sys
 from typing import Optional, Sequence
 
 from wave_unet_tf.evaluation import scoring, summary, tracks as musdb_tracks
+from wave_unet_tf.files import is_disk_full
 
 MODEL = "model"
 # A track's failures that skip it (unreadable or damaged files) rather than stop the evaluation; soundfile's
@@ -137,7 +137,7 @@ class _Scorer:
     return self
 
   def fail(self, track_name, error):
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    if is_disk_full(error):
       raise error
     reason = " ".join(str(error).split()) or type(error).__name__
     self.failed[track_name] = reason

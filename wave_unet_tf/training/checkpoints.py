@@ -6,7 +6,6 @@ saves keep the good one. Saving that fails (a full disk) stops the run with one 
 failed save left, so the previous checkpoint stays the latest and the same command resumes once there is room.
 """
 
-import errno
 import glob
 import os
 import re
@@ -17,6 +16,7 @@ import tensorflow as tf
 from tensorflow.python.checkpoint import checkpoint_management  # the state-file writer, without tf.compat.v1's notice
 
 from wave_unet_tf import runtime
+from wave_unet_tf.files import is_disk_full
 from wave_unet_tf.model.saving import NotAModelError, load_keras_model, save_model
 
 # Two at least: a damaged latest checkpoint leaves the one before to resume from.
@@ -190,8 +190,7 @@ def _damaged_file(prefix):
 
 
 def _reason(error):
-  if isinstance(error, tf.errors.ResourceExhaustedError) or getattr(error, "errno", None) in (errno.ENOSPC,
-                                                                                                errno.EDQUOT):
+  if isinstance(error, tf.errors.ResourceExhaustedError) or is_disk_full(error):
     return "no space left on device (free some and run the same command to resume)"
   return _short(error)
 
