@@ -8,12 +8,12 @@ import contextlib
 import json
 import os
 import pathlib
-import random
 import resource
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -404,44 +404,60 @@ def test_data_cache_on_a_full_disk_fails_naming_the_entry_and_is_built_once_spac
 
 # -- killed at any moment: the same command finishes the job, nothing half-written is ever taken -------------
 
-def run_killed(command, delay, env=None, ready=None):
-  """Starts ``command`` and SIGKILLs it ``delay`` seconds after ``ready()`` holds (default: at once); returns
-  its exit status, None when killed."""
-  process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env or _env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+def run_killed(command, kill_at, env=None):
+  """Starts ``command`` and SIGKILLs it as soon as ``kill_at(lines)`` holds, ``lines`` being what it has
+  printed to stdout so far. Returns True when it was killed, False when it ended first.
+
+  A kill lands at an observed event, never at a fraction of a measured duration: the same kills land on a
+  fast, a slow or a loaded machine."""
+  env = {**(env or _env()), "PYTHONUNBUFFERED": "1"}  # each line seen as it is printed
+  process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+  lines = []
+  reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+  reader.start()
   try:
-    while ready is not None and not ready() and process.poll() is None:
-      time.sleep(0.02)
-    process.wait(timeout=delay)
-    return process.returncode
-  except subprocess.TimeoutExpired:
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    return None
+    while process.poll() is None:
+      if kill_at(lines):
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return True
+      time.sleep(0.005)
+    return False
   finally:
     if process.poll() is None:
       process.kill()
       process.wait()
+    reader.join()
 
 
-def kill_loop(command, delays, check, env=None, progress=None):
-  """Runs ``command`` killed after each of ``delays`` (``check()`` after every kill), then to its end.
-
-  ``progress()``, when given, counts finished pieces of work: each run is then killed ``delay`` seconds after
-  it has finished one more piece, so every kill falls among the pieces however fast the machine is."""
-  kills = 0
-  for delay in delays:
-    ready = None
-    if progress is not None:
-      done = progress()
-      ready = lambda: progress() > done
-    if run_killed(command, delay, env, ready) is None:
-      kills += 1
-      check()
+def kill_loop(command, kill_points, check, env=None):
+  """Runs ``command`` once per kill point, each run SIGKILLed at its point (`run_killed`) and ``check()``ed
+  after, then once more to its end. A point is an event with work still to come after it, so the run must be
+  killed there; one marked `fleeting` (a state that may pass between two looks) is taken when seen."""
+  for number, kill_at in enumerate(kill_points):
+    killed = run_killed(command, kill_at, env)
+    assert killed or getattr(kill_at, "fleeting", False), f"run {number} ended before its kill point"
+    check()
   result = subprocess.run(command, cwd=PROJECT_ROOT, env=env or _env(), capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   check()
-  return kills, result
+  return result
+
+
+def fleeting(kill_at):
+  kill_at.fleeting = True
+  return kill_at
+
+
+def after_more(count, how_many=1):
+  """A kill point: once ``count()`` has grown by ``how_many`` since the run started (a finished piece of work)."""
+  done = []
+  def kill_at(lines):
+    if not done:
+      done.append(count())
+    return count() >= done[0] + how_many
+  return kill_at
 
 
 _BUILD_CACHE = r"""
@@ -482,9 +498,7 @@ def test_building_the_data_cache_killed_at_any_moment_finishes_and_keeps_only_wh
                           subtype="PCM_16")
   reference_dir, cache_dir = tmp_path / "reference", tmp_path / "cache"
   command = [sys.executable, "-c", _BUILD_CACHE, str(root)]
-  start = time.monotonic()
   subprocess.run(command + [str(reference_dir)], env=_env(), check=True, timeout=300)
-  per_track = (time.monotonic() - start) / 8
   reference = _cache_contents(reference_dir)
   assert len(reference) == 16
 
@@ -492,10 +506,10 @@ def test_building_the_data_cache_killed_at_any_moment_finishes_and_keeps_only_wh
     for name, content in _cache_contents(cache_dir).items():
       assert content == reference[name], name
 
+  # Each run is killed as it finishes one or two more entries: at the start of the next track's decode and
+  # write, with six or more tracks still to go.
   entries = lambda: len([name for name in _cache_contents(cache_dir) if name.endswith(".json")])
-  delays = [random.Random(seed).uniform(0.0, per_track) for seed in range(4)]
-  kills, _ = kill_loop(command + [str(cache_dir)], delays, check, progress=entries)
-  assert kills >= 3
+  kill_loop(command + [str(cache_dir)], [after_more(entries, n) for n in (1, 2, 1)], check)
   assert _cache_contents(cache_dir) == reference
 
 
@@ -517,12 +531,11 @@ def test_evaluate_killed_at_any_moment_keeps_the_scored_tracks_and_finishes_the_
     scored.update(now)
     seen.append(len(now))
 
-  # Each run is killed at a random moment after it has scored one more track: among the separations,
-  # the scorings and the writes of the next.
+  # Each run is killed as it has scored one more track: among the separations, the scorings and the writes of
+  # the next; three kills for five tracks, so each kill has work left after it.
   scored_tracks = lambda: len(list((out / "test").glob("*.json"))) if (out / "test").is_dir() else 0
-  delays = [random.Random(seed).uniform(0.0, 3.0) for seed in range(3)]
-  kills, result = kill_loop(command, delays, check, progress=scored_tracks)
-  assert kills >= 2 and any(0 < n < 5 for n in seen[:-1]), seen
+  kill_loop(command, [after_more(scored_tracks) for _ in range(3)], check)
+  assert any(0 < n < 5 for n in seen[:-1]), seen
   assert len(scored) == 5
   assert json.loads((out / "summary.json").read_text())["tracks"] == [f"Song {i}" for i in range(5)]
 
@@ -535,11 +548,9 @@ def test_export_killed_at_any_moment_never_leaves_a_half_model_and_the_same_comm
              str(out / "served"), "--tflite", str(out / "model.tflite"), "--overwrite"]
   (tmp_path / "reference").mkdir()
   reference = tmp_path / "reference" / "model.tflite"
-  start = time.monotonic()
   subprocess.run([sys.executable, "-m", "wave_unet_tf.export", "--model", model_path, "--saved_model_dir",
                   str(tmp_path / "reference" / "served"), "--tflite", str(reference)],
                  cwd=PROJECT_ROOT, env=_env(), check=True, capture_output=True, timeout=300)
-  whole_export = time.monotonic() - start
 
   def check():
     if (out / "served").exists():  # a SavedModel under its name is whole
@@ -551,10 +562,12 @@ def test_export_killed_at_any_moment_never_leaves_a_half_model_and_the_same_comm
     leftovers = [p.name for p in out.iterdir() if p.name not in ("served", "model.tflite")]
     assert all(name.startswith(".") for name in leftovers), leftovers  # only temporary names
 
-  # Start-up is most of it; the writes come in the last part.
-  delays = [random.Random(seed).uniform(0.5, 0.98) * whole_export for seed in range(3)]
-  kills, _ = kill_loop(command, delays, check)
-  assert kills >= 2
+  # Kill points: as the TFLite export starts (the SavedModel just written), as its fixed-window SavedModel is
+  # converted (seconds of work after each), and while a SavedModel replacing the first is written (when seen).
+  saved = lambda lines: any(line.startswith("wrote SavedModel") for line in lines)
+  converting = lambda lines: any((p / "fixed").is_dir() for p in out.glob(".tflite-export-*"))
+  replacing = fleeting(lambda lines: any(out.glob(".served.tmp-*")))
+  kill_loop(command, [saved, converting, replacing], check)
   loaded = wut.load_model(str(out / "served"))
   assert loaded.config.source_names == ("accompaniment", "vocals")
 

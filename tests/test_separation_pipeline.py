@@ -153,11 +153,17 @@ def test_killed_separation_leaves_no_output_under_its_final_name(model_file, tmp
                               "--nojit_compile", "--output_dir", str(tmp_path / "out"), "--window_seconds=0.2",
                               str(tmp_path / "long.wav")], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
-  deadline = time.time() + 120
   folder = tmp_path / "out" / "long"
-  while time.time() < deadline and not (folder.exists() and any(f.startswith(".tmp-") for f in os.listdir(folder))):
-    time.sleep(0.1)
-  time.sleep(1.0)  # part-way through
+  whole_stem = 400 * RATE * 2 * 4  # bytes of a float wav stem, stereo
+
+  def part_written():  # a stem's temporary file holds some, not all, of its samples
+    sizes = [f.stat().st_size for f in folder.iterdir() if f.name.startswith(".tmp-")] if folder.exists() else []
+    return any(whole_stem // 20 < size < whole_stem // 2 for size in sizes)
+
+  deadline = time.time() + 240
+  while not part_written() and process.poll() is None and time.time() < deadline:
+    time.sleep(0.005)
+  assert process.poll() is None, "the separation ended before it was part-way through"
   process.send_signal(signal.SIGKILL)
   process.wait()
   assert folder.exists() and not [f for f in os.listdir(folder) if not f.startswith(".tmp-")]

@@ -77,9 +77,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(toy_root, tmp_path):
   process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=PROJECT_ROOT)
   checkpoints = model_dir / "checkpoints"
   deadline = time.time() + 240
-  while time.time() < deadline and not (checkpoints.exists() and
-                                        len([f for f in os.listdir(checkpoints) if f.endswith(".index")]) >= 2):
-    time.sleep(0.2)
+  while not (checkpoints.exists() and len([f for f in os.listdir(checkpoints) if f.endswith(".index")]) >= 2):
+    assert process.poll() is None and time.time() < deadline, "the run ended, or saved no second checkpoint"
+    time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
   process.wait()
   killed_at = int(tf.train.latest_checkpoint(str(checkpoints)).rsplit("-", 1)[1])
