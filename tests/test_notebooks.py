@@ -78,8 +78,9 @@ def test_notebook_names_the_repository_once_and_its_badge_opens_it(name):
 @pytest.mark.slow
 def test_setup_cell_installs_the_project_from_its_repository_where_nothing_is_installed(tmp_path):
   """The set-up cell as a fresh Colab runtime runs it: wave_unet_tf not importable, the repository cloned
-  and pip-installed. The repository is this clone (file://); the virtual environment sees the machine's
-  site-packages as a plain folder, so TensorFlow is there but the editable install of this checkout is not."""
+  and pip-installed. The repository is this clone (file://); the virtual environment sees the site-packages
+  of the Python running the tests (a system Python's, a venv's or a conda environment's) as a plain folder, so
+  TensorFlow is there but the editable install of this checkout is not."""
   import site
   import subprocess
   import venv
@@ -91,16 +92,17 @@ def test_setup_cell_installs_the_project_from_its_repository_where_nothing_is_in
                            capture_output=True, text=True, check=True).stdout.strip()
   # A path line, not a site dir: the .pth files in it (this checkout's editable install) are not run.
   (pathlib.Path(purelib) / "machine.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-  env.update(PIP_NO_BUILD_ISOLATION="false", PIP_DISABLE_PIP_VERSION_CHECK="1",
+  # As if the fresh environment were activated: IPython adds the site-packages of $VIRTUAL_ENV, .pth files and
+  # all, so the tests' own venv (and its editable install of this checkout) must not be named there.
+  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+  env.update(VIRTUAL_ENV=str(env_dir), PIP_NO_BUILD_ISOLATION="false", PIP_DISABLE_PIP_VERSION_CHECK="1",
              PATH=f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-  hidden = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('wave_unet_tf'))"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env)
-  assert hidden.stdout.strip() == "None", hidden.stdout + hidden.stderr
 
   source = setup_cell(read(NOTEBOOKS[0])).source.replace(REPOSITORY, f"file://{PROJECT_ROOT}")
   script = (f"from IPython.core.interactiveshell import InteractiveShell\n"
             f"shell = InteractiveShell.instance()\n"
+            f"import importlib.util\n"
+            f"print('before', importlib.util.find_spec('wave_unet_tf'))\n"
             f"result = shell.run_cell({source!r})\n"
             f"result.raise_error()\n"
             f"print('module', shell.user_ns['wut'].__file__)\n"
@@ -108,7 +110,9 @@ def test_setup_cell_installs_the_project_from_its_repository_where_nothing_is_in
   result = subprocess.run([str(python), "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
                           timeout=600)
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-  lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith(("module", "project")))
+  lines = dict(line.split(" ", 1) for line in result.stdout.splitlines()
+               if line.startswith(("before", "module", "project")))
+  assert lines["before"] == "None"  # nothing installed where the cell runs
   assert lines["module"].startswith(purelib)  # installed into the fresh environment, not this checkout
   assert lines["project"] == str(tmp_path / "wave-unet-tf") and (tmp_path / "wave-unet-tf" / "train.py").exists()
 
