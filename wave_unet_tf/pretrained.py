@@ -132,11 +132,11 @@ def _from_local(entry, source: str) -> str:
     archives = [os.path.join(path, f) for f in sorted(os.listdir(path)) if f == entry.archive] or \
                [os.path.join(path, f) for f in sorted(os.listdir(path)) if f.lower().endswith(".zip")]
     if not archives:
-      raise ModelRepoError(f"{REPO_ENV}={source}: this folder holds neither {entry.archive} nor a folder "
+      raise ModelRepoError(f"model repo {source} (--model_repo, ${REPO_ENV}): this folder holds neither {entry.archive} nor a folder "
                            f"{entry.folder}/ with a checkpoint ({entry.name})")
     path = archives[0]
   elif not os.path.isfile(path):
-    raise ModelRepoError(f"{REPO_ENV}={source}: no such file or folder (give the release's {entry.archive}, "
+    raise ModelRepoError(f"model repo {source} (--model_repo, ${REPO_ENV}): no such file or folder (give the release's {entry.archive}, "
                          f"a folder holding it, or a URL)")
   if expected:
     digest = _file_digest(path)
