@@ -136,42 +136,42 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     if not path.is_file():
       self.send_error(404)
       return
-    data = path.read_bytes()
-    etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+    size = path.stat().st_size
+    etag = f'"{size}-{path.stat().st_mtime_ns}"'
     start = 0
     wanted = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
     if wanted and self.headers.get("If-Range") in (None, etag):
       start = int(wanted.group(1))
-      if start >= len(data):
+      if start >= size:
         self.send_response(416)
-        self.send_header("Content-Range", f"bytes */{len(data)}")
+        self.send_header("Content-Range", f"bytes */{size}")
         self.send_header("Content-Length", "0")
         self.end_headers()
         return
       self.send_response(206)
-      self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+      self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
     else:
       self.send_response(200)
-    self.send_header("Content-Length", str(len(data) - start))
+    self.send_header("Content-Length", str(size - start))
     self.send_header("ETag", etag)
     self.send_header("Accept-Ranges", "bytes")
     self.end_headers()
     cut, hold = owner.cut_after, owner.hold_after
     owner.cut_after = owner.hold_after = None
-    body = memoryview(data)[start:]
-    if cut is not None:
-      self.wfile.write(body[:cut])
-      self.wfile.flush()
-      self.close_connection = True
-      return
-    if hold is not None:
-      self.wfile.write(body[:hold])
-      self.wfile.flush()
-      owner.holding.set()
-      owner.release.wait()
-      body = body[hold:]
-    try:
-      for offset in range(0, len(body), Server.CHUNK):
-        self.wfile.write(body[offset:offset + Server.CHUNK])
-    except (BrokenPipeError, ConnectionResetError):  # the client was killed
-      self.close_connection = True
+    with open(path, "rb") as f:
+      f.seek(start)
+      if cut is not None:
+        self.wfile.write(f.read(cut))
+        self.wfile.flush()
+        self.close_connection = True
+        return
+      try:
+        if hold is not None:
+          self.wfile.write(f.read(hold))
+          self.wfile.flush()
+          owner.holding.set()
+          owner.release.wait()
+        for block in iter(lambda: f.read(Server.CHUNK), b""):
+          self.wfile.write(block)
+      except (BrokenPipeError, ConnectionResetError):  # the client was killed
+        self.close_connection = True

@@ -92,7 +92,7 @@ def load(name: str, source: str = None):
       shutil.rmtree(folder, ignore_errors=True)
       archive = cached_archive(name)
       if archive:
-        os.remove(archive)
+        _remove(archive, archive + ".sha256")
     raise ModelRepoError(f"{name}: {' '.join(str(e).split())}; not the released {entry.preset} checkpoint, "
                          f"removed from the cache") from None
 
@@ -117,8 +117,14 @@ def fetch(name: str, source: str = None, progress: bool = True) -> str:
       return found
     url, expected = model_cache.split_checksum(source or entry.url)
     expected = expected or entry.sha256
-    archive = cached_archive(name) or _download(entry, url, expected, progress)
-    return _extract(archive, entry, downloaded=True)
+    archive = cached_archive(name)
+    if archive:
+      return _extract(archive, entry, downloaded=True)
+    archive, digest = _download(entry, url, expected, progress)
+    folder = _extract(archive, entry, downloaded=True)
+    if not expected:
+      _record(entry, url, digest)
+    return folder
 
 
 def _from_local(entry, source: str) -> str:
@@ -187,7 +193,7 @@ def _offline(entry, url: str, reason) -> ModelRepoError:
 
 def _download(entry, url: str, expected: Optional[str], progress: bool) -> str:
   """Downloads the archive into the cache under a temporary name (resuming one left by an earlier run),
-  checks it, and renames it; returns its path."""
+  checks it, and renames it; returns ``(path, sha256)``."""
   from tqdm import tqdm
 
   target = os.path.join(released_dir(), entry.archive)
@@ -204,7 +210,8 @@ def _download(entry, url: str, expected: Optional[str], progress: bool) -> str:
       request.add_header("If-Range", validator)
   received, total = offset, None
   try:
-    with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+    # A new opener per download: its ProxyHandler reads HTTPS_PROXY/NO_PROXY now (urlopen's keeps the first).
+    with urllib.request.build_opener().open(request, timeout=TIMEOUT_SECONDS) as response:
       length = int(response.headers.get("Content-Length") or 0) or None
       resumed = offset and response.status == 206 and \
           (response.headers.get("Content-Range") or "").startswith(f"bytes {offset}-")
@@ -219,7 +226,7 @@ def _download(entry, url: str, expected: Optional[str], progress: bool) -> str:
       with open(part, "ab" if resumed else "wb") as out, \
           tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=entry.archive,
                file=sys.stderr, leave=False, disable=not progress) as bar:
-        for block in iter(lambda: response.read(_CHUNK), b""):
+        for block in iter(lambda: response.read1(_CHUNK), b""):  # what has arrived, not a whole chunk
           out.write(block)
           received += len(block)
           bar.update(len(block))
@@ -242,6 +249,23 @@ def _download(entry, url: str, expected: Optional[str], progress: bool) -> str:
   return _accept(entry, url, part, validator_file, target, expected)
 
 
+def _record(entry, url: str, digest: str) -> None:
+  """Without a sha256 to check against, the archive's is said once and recorded beside it, so that a later
+  download of other bytes is said."""
+  record = os.path.join(released_dir(), entry.archive + ".sha256")
+  before = None
+  if os.path.exists(record):
+    with open(record) as f:
+      before = (f.read().split() or [None])[0]
+  if before and before != digest:
+    print(f"{entry.archive}: sha256 {digest} differs from {before}, recorded in {record} when it was first "
+          f"downloaded: the archive at {url} has changed", file=sys.stderr, flush=True)
+  elif not before:
+    print(f"{entry.archive}: sha256 {digest} (the catalogue has none to check against: each checkpoint must "
+          f"match its preset's variables; recorded in {record})", file=sys.stderr, flush=True)
+  write_text_atomically(record, f"{digest}  {url}  {datetime.date.today().isoformat()}\n")
+
+
 def _cut_short(entry, url, part, received, total, reason) -> ModelRepoError:
   of = f" of {total / 1e6:.1f}" if total else ""
   return ModelRepoError(f"{entry.name}: the download of {url} was cut short at {received / 1e6:.1f}{of} MB "
@@ -254,28 +278,15 @@ def _remove(*paths):
       os.remove(path)
 
 
-def _accept(entry, url, part, validator_file, target, expected) -> str:
-  """Checks a whole download against the expected sha256 (or records it) and renames it into place."""
+def _accept(entry, url, part, validator_file, target, expected):
+  """Checks a whole download against the expected sha256 and renames it into place: ``(path, sha256)``."""
   digest = _file_digest(part)
   if expected and digest != expected:
     _remove(part, validator_file)
     raise ModelRepoError(f"{entry.name}: {url}: the archive's sha256 is {digest}, not {expected}; not kept")
-  if not expected:
-    record = target + ".sha256"
-    before = None
-    if os.path.exists(record):
-      with open(record) as f:
-        before = (f.read().split() or [None])[0]
-    if before and before != digest:
-      print(f"{entry.archive}: sha256 {digest} differs from {before}, recorded in {record} when it was first "
-            f"downloaded: the archive at {url} has changed", file=sys.stderr, flush=True)
-    elif not before:
-      print(f"{entry.archive}: sha256 {digest} (the catalogue has none to check against: each checkpoint must "
-            f"match its preset's variables; recorded in {record})", file=sys.stderr, flush=True)
-    write_text_atomically(record, f"{digest}  {url}  {datetime.date.today().isoformat()}\n")
   os.replace(part, target)
   _remove(validator_file)
-  return target
+  return target, digest
 
 
 def _unsafe(info: zipfile.ZipInfo) -> Optional[str]:
@@ -317,8 +328,8 @@ def _extract(archive: str, entry, downloaded: bool) -> str:
         raise refuse(f"no folder {entry.folder}/ in the archive")
       declared = sum(m.file_size for m in taken)
       if declared > MAX_FOLDER_BYTES:
-        raise refuse(f"{entry.folder}/ would take {declared / 1e9:.1f} GB, more than a checkpoint does "
-                     f"({MAX_FOLDER_BYTES / 1e9:.1f} GB); refused")
+        raise refuse(f"{entry.folder}/ would take {declared / 1e6:.1f} MB, more than a checkpoint does "
+                     f"({MAX_FOLDER_BYTES / 1e6:.1f} MB); refused")
       scratch = tempfile.mkdtemp(prefix=".tmp-", dir=released_dir())
       try:
         written = 0
@@ -330,7 +341,7 @@ def _extract(archive: str, entry, downloaded: bool) -> str:
             for block in iter(lambda: source.read(_CHUNK), b""):
               written += len(block)
               if written > MAX_FOLDER_BYTES:  # sizes in the archive's directory can lie
-                raise refuse(f"{entry.folder}/ expands beyond {MAX_FOLDER_BYTES / 1e9:.1f} GB; refused")
+                raise refuse(f"{entry.folder}/ expands beyond {MAX_FOLDER_BYTES / 1e6:.1f} MB; refused")
               out.write(block)
         if not _has_checkpoint(scratch):
           raise refuse(f"{entry.folder}/ holds no checkpoint (*.index)")
