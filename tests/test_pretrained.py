@@ -230,7 +230,8 @@ def test_a_damaged_archive_is_refused_and_not_kept(damage, server, small_release
 def test_extraction_is_bounded(server, small_release, own_cache, monkeypatch):
   serve(server, small_release[0])
   monkeypatch.setattr(pretrained, "MAX_FOLDER_BYTES", 100_000)
-  with pytest.raises(pretrained.ModelRepoError, match="baseline_stereo/ would take 0.3 MB, more than a checkpoint does \\(0.1 MB\\)"):
+  with pytest.raises(pretrained.ModelRepoError, match=r"baseline_stereo/ would take 0.3 MB, more than a checkpoint "
+                                                      r"does \(0.1 MB\)"):
     pretrained.fetch("M4")
   assert cache_files(own_cache) == []
 

@@ -65,6 +65,6 @@ def load_model(path: str):
     return TFLiteForwardPass(path)
   if not path.endswith(".keras"):
     raise NotAModelError(f"{path}: not a model (expected a .keras file, a .tflite file, a SavedModel folder, "
-                         f"a training --model_dir, a TF1 checkpoint, an http(s):// URL, hf:// or a pretrained model's name: "
-                         f"{', '.join(catalogue.NAMES)})")
+                         f"a training --model_dir, a TF1 checkpoint, an http(s):// URL, hf:// or a pretrained "
+                         f"model's name: {', '.join(catalogue.NAMES)})")
   return load_keras_model(path)

@@ -26,6 +26,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,7 +36,7 @@ import zlib
 from typing import Optional
 
 from wave_unet_tf import catalogue, model_cache
-from wave_unet_tf.files import DiskFullError, is_disk_full, write_text_atomically
+from wave_unet_tf.files import STALE_SECONDS, DiskFullError, is_disk_full, write_text_atomically
 
 REPO_ENV = "WAVE_UNET_MODEL_REPO"
 TIMEOUT_SECONDS = 30  # to connect, and for each read: a network that drops packets fails instead of hanging
@@ -59,6 +60,11 @@ def released_dir() -> str:
   """The cache folder of the release archive and the checkpoint folders extracted from it (created)."""
   folder = os.path.join(model_cache.cache_dir(), "released")
   os.makedirs(folder, exist_ok=True)
+  for entry in os.scandir(folder):  # what a killed extraction left (a live one's folder is younger)
+    with contextlib.suppress(OSError):
+      if entry.name.startswith(".tmp-") and entry.is_dir() and \
+          time.time() - entry.stat().st_mtime > STALE_SECONDS:
+        shutil.rmtree(entry.path, ignore_errors=True)
   return folder
 
 
@@ -138,12 +144,12 @@ def _from_local(entry, source: str) -> str:
     archives = [os.path.join(path, f) for f in sorted(os.listdir(path)) if f == entry.archive] or \
                [os.path.join(path, f) for f in sorted(os.listdir(path)) if f.lower().endswith(".zip")]
     if not archives:
-      raise ModelRepoError(f"model repo {source} (--model_repo, ${REPO_ENV}): this folder holds neither {entry.archive} nor a folder "
-                           f"{entry.folder}/ with a checkpoint ({entry.name})")
+      raise ModelRepoError(f"model repo {source} (--model_repo, ${REPO_ENV}): this folder holds neither "
+                           f"{entry.archive} nor a folder {entry.folder}/ with a checkpoint ({entry.name})")
     path = archives[0]
   elif not os.path.isfile(path):
-    raise ModelRepoError(f"model repo {source} (--model_repo, ${REPO_ENV}): no such file or folder (give the release's {entry.archive}, "
-                         f"a folder holding it, or a URL)")
+    raise ModelRepoError(f"model repo {source} (--model_repo, ${REPO_ENV}): no such file or folder (give the "
+                         f"release's {entry.archive}, a folder holding it, or a URL)")
   if expected:
     digest = _file_digest(path)
     if digest != expected:
