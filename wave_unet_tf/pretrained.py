@@ -94,13 +94,14 @@ def load(name: str, source: str = None):
   try:
     return model_cache.load_tf1_checkpoint(folder, preset=entry.preset)
   except CheckpointMismatchError as e:  # variables that do not match the preset: not the released model, not kept
-    if os.path.dirname(os.path.abspath(folder)) == released_dir():
+    cached = os.path.dirname(os.path.abspath(folder)) == released_dir()
+    if cached:
       shutil.rmtree(folder, ignore_errors=True)
       archive = cached_archive(name)
       if archive:
         _remove(archive, archive + ".sha256")
-    raise ModelRepoError(f"{name}: {' '.join(str(e).split())}; not the released {entry.preset} checkpoint, "
-                         f"removed from the cache") from None
+    raise ModelRepoError(f"{name}: {' '.join(str(e).split())}; not the released {entry.preset} checkpoint"
+                         + (", removed from the cache" if cached else "")) from None
 
 
 def fetch(name: str, source: str = None, progress: bool = True) -> str:
