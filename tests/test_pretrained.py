@@ -135,8 +135,10 @@ def test_a_killed_download_leaves_no_archive_and_the_next_run_resumes_it(server,
   part = own_cache / "models.zip.part"
   try:
     assert server.holding.wait(120), "the download did not start"
+    hang_guard = time.monotonic() + 120
     while not (part.exists() and part.stat().st_size == 200_000):  # what was sent, on disk under the temporary name
       assert child.poll() is None, "the download ended while the server held it"
+      assert time.monotonic() < hang_guard, "what the server sent never reached the temporary file"
       time.sleep(0.02)
   finally:
     child.send_signal(signal.SIGKILL)

@@ -150,7 +150,7 @@ def _parse_flags(argv):
   except flags.Error as e:
     own = sorted(f.name for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
                  if not module.startswith("absl.") for f in module_flags)
-    print(f"{_program()}: error: {e}; valid flags: --{', --'.join(own)} (details: --helpfull)", file=sys.stderr)
+    print(f"{_program()}: error: {e}; valid flags: --{', --'.join(own)} (details: --help)", file=sys.stderr)
     sys.exit(1)
 
 

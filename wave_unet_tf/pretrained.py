@@ -235,6 +235,7 @@ def _download(entry, url: str, expected: Optional[str], progress: bool) -> str:
                file=sys.stderr, leave=False, disable=not progress) as bar:
         for block in iter(lambda: response.read1(_CHUNK), b""):  # what has arrived, not a whole chunk
           out.write(block)
+          out.flush()  # on disk as it arrives: what a killed run leaves is what it received
           received += len(block)
           bar.update(len(block))
   except urllib.error.HTTPError as e:
