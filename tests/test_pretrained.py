@@ -238,6 +238,19 @@ def test_extraction_is_bounded(server, small_release, own_cache, monkeypatch):
   assert cache_files(own_cache) == []
 
 
+def test_extraction_counts_what_it_writes_not_what_the_archive_declares(small_release, tmp_path, monkeypatch):
+  monkeypatch.setattr(pretrained, "MAX_FOLDER_BYTES", 100_000)
+
+  class TooLarge(Exception):
+    pass
+
+  with zipfile.ZipFile(small_release[0]) as z:
+    members = [m for m in z.infolist() if m.filename.startswith("baseline_stereo/") and not m.is_dir()]
+    with pytest.raises(TooLarge):
+      pretrained._write_members(z, members, "baseline_stereo/", str(tmp_path), TooLarge)
+  assert sum(f.stat().st_size for f in tmp_path.iterdir()) <= 100_000
+
+
 def test_an_archive_without_the_folder_is_named(server, tmp_path, own_cache):
   (tmp_path / "other" / "something").mkdir(parents=True)
   (tmp_path / "other" / "something" / "x.index").write_bytes(b"x")

@@ -7,7 +7,7 @@ import textwrap
 
 from absl import app, flags
 
-from wave_unet_tf import catalogue, runtime
+from wave_unet_tf import catalogue, pretrained, runtime
 
 DEBUG_ENV = runtime.DEBUG_ENV  # set to 1 for full tracebacks and every log line
 DEFAULT_COMPILE_CACHE = runtime.DEFAULT_COMPILE_CACHE
@@ -17,7 +17,7 @@ MODEL_HELP = (f"A pretrained model's name ({', '.join(catalogue.NAMES)}, or the 
               f"{', '.join(e.original_name for e in catalogue.ENTRIES)}: fetched once into the cache), a .keras "
               f"file, a SavedModel folder, a .tflite file, a training --model_dir, an original TF1 checkpoint, or an "
               f"http(s):// or hf:// URL of one.")
-MODEL_REPO_ENV = "WAVE_UNET_MODEL_REPO"  # wave_unet_tf.pretrained.REPO_ENV
+MODEL_REPO_ENV = pretrained.REPO_ENV
 
 
 class UsageError(ValueError):
@@ -42,7 +42,6 @@ def fetch_named_model(model):
   """Before TensorFlow starts: the files of a pretrained model named by ``--model`` fetched into the cache, so
   that a download that cannot happen is said in a second, not after TensorFlow's import."""
   if catalogue.is_name(model):
-    from wave_unet_tf import pretrained
     pretrained.fetch(model)
 
 

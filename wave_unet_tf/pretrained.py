@@ -36,7 +36,8 @@ import zlib
 from typing import Optional
 
 from wave_unet_tf import catalogue, model_cache
-from wave_unet_tf.files import STALE_SECONDS, DiskFullError, is_disk_full, write_text_atomically
+from wave_unet_tf.files import (STALE_SECONDS, DiskFullError, is_disk_full, reporting_full_disk,
+                                write_text_atomically)
 
 REPO_ENV = "WAVE_UNET_MODEL_REPO"
 TIMEOUT_SECONDS = 30  # to connect, and for each read: a network that drops packets fails instead of hanging
@@ -242,7 +243,7 @@ def _download(entry, url: str, expected: Optional[str], progress: bool) -> str:
     if e.code == 416 and offset:  # the part is no prefix of the file served now: start again
       _remove(part, validator_file)
       return _download(entry, url, expected, progress)
-    raise ModelRepoError(f"{entry.name}: {url}: HTTP {e.code} {e.reason}") from None
+    raise _offline(entry, url, f"HTTP {e.code} {e.reason}") from None
   except _NETWORK_ERRORS as e:
     reason = " ".join(str(getattr(e, "reason", None) or e).split()) or type(e).__name__
     if received > offset:
@@ -340,17 +341,9 @@ def _extract(archive: str, entry, downloaded: bool) -> str:
                      f"({MAX_FOLDER_BYTES / 1e6:.1f} MB); refused")
       scratch = tempfile.mkdtemp(prefix=".tmp-", dir=released_dir())
       try:
-        written = 0
-        for info in taken:
-          relative = info.filename[len(prefixes[0]):]
-          path = os.path.join(scratch, *relative.split("/"))
-          os.makedirs(os.path.dirname(path), exist_ok=True)
-          with z.open(info) as source, open(path, "wb") as out:
-            for block in iter(lambda: source.read(_CHUNK), b""):
-              written += len(block)
-              if written > MAX_FOLDER_BYTES:  # sizes in the archive's directory can lie
-                raise refuse(f"{entry.folder}/ expands beyond {MAX_FOLDER_BYTES / 1e6:.1f} MB; refused")
-              out.write(block)
+        with reporting_full_disk(destination):
+          _write_members(z, taken, prefixes[0], scratch, lambda: refuse(
+              f"{entry.folder}/ expands beyond {MAX_FOLDER_BYTES / 1e6:.1f} MB; refused"))
         if not _has_checkpoint(scratch):
           raise refuse(f"{entry.folder}/ holds no checkpoint (*.index)")
         if os.path.lexists(destination):  # not a whole extraction (those are renamed into place)
@@ -362,6 +355,21 @@ def _extract(archive: str, entry, downloaded: bool) -> str:
     raise refuse(f"damaged archive ({' '.join(str(e).split()) or type(e).__name__})") from None
   print(f"{entry.name}: extracted {entry.folder}/ from {archive} into {destination}", file=sys.stderr, flush=True)
   return destination
+
+
+def _write_members(z: zipfile.ZipFile, members, prefix: str, folder: str, too_large) -> None:
+  """Writes ``members`` (named below ``prefix``) into ``folder``; raises ``too_large()`` once they expand beyond
+  `MAX_FOLDER_BYTES`, whatever sizes the archive's directory declares."""
+  written = 0
+  for info in members:
+    path = os.path.join(folder, *info.filename[len(prefix):].split("/"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with z.open(info) as source, open(path, "wb") as out:
+      for block in iter(lambda: source.read(_CHUNK), b""):
+        written += len(block)
+        if written > MAX_FOLDER_BYTES:
+          raise too_large()
+        out.write(block)
 
 
 def listing():
