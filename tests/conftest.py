@@ -78,3 +78,11 @@ def fill_disk(folder, leave_bytes):
   with open(filler, "wb") as f:
     f.write(b"\0" * max(0, usage.f_bavail * usage.f_frsize - leave_bytes))
   return filler
+
+
+@pytest.fixture(scope="session")
+def released_archive(tmp_path_factory):
+  """``(models.zip, {name: checkpoint prefix})``: the original's release archive with full-size checkpoints of
+  M5-HighSR, M4 and M6 (random values; tests/released_models.py), built once per session."""
+  from released_models import write_release
+  return write_release(tmp_path_factory.mktemp("release"))

@@ -134,13 +134,32 @@ def test_notebook_is_valid_with_badge_parameters_and_no_outputs(name):
 
 @pytest.mark.slow
 def test_separate_a_song_notebook_trains_a_model_and_separates_a_toy_song(tmp_path):
-  notebook = execute("01_separate_a_song.ipynb", tmp_path, listen_seconds=2, train_flags=TINY_TRAIN_FLAGS, **TOY)
+  notebook = execute("01_separate_a_song.ipynb", tmp_path, model_path="", listen_seconds=2,
+                     train_flags=TINY_TRAIN_FLAGS, **TOY)
   # wave-unet-separate names the folder after the file: separated/mixture/ for the toy song's mixture.wav.
   assert sorted(os.listdir(tmp_path / "separated" / "mixture")) == ["accompaniment.wav", "vocals.wav"]
   images = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
   audios = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "text/html" in o.get("data", {})
             and "<audio" in o["data"]["text/html"]]
   assert len(images) == 1 and len(audios) == 3  # mixture and two sources
+
+
+@pytest.mark.slow
+def test_separate_a_song_notebook_separates_with_m5_highsr_by_name(released_archive, tmp_path, monkeypatch):
+  from released_models import Server
+
+  server = Server(released_archive[0].parent)  # serves the release's models.zip
+  monkeypatch.setenv("WAVE_UNET_MODEL_REPO", f"{server.url}/models.zip")
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+  try:
+    notebook = execute("01_separate_a_song.ipynb", tmp_path, listen_seconds=2, **TOY)
+  finally:
+    server.close()
+  assert parameters_cell(read("01_separate_a_song.ipynb")).source.startswith('model_path = "M5-HighSR"')
+  assert sorted(os.listdir(tmp_path / "separated" / "mixture")) == ["accompaniment.wav", "vocals.wav"]
+  assert len(server.requests) == 1
+  assert (tmp_path / "cache" / "wave_unet_tf" / "models" / "released" / "full_44KHz").is_dir()
+  assert "M5-HighSR (default)" in text_output(notebook)  # wave-unet-models' table
 
 
 @pytest.mark.slow

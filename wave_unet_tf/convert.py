@@ -15,6 +15,7 @@ flags.DEFINE_string("config_json", None, "Or a JSON config (this project's keys 
 flags.DEFINE_string("output", None, "Where to write the .keras model.")
 flags.mark_flags_as_required(["checkpoint", "output"])
 FLAGS = flags.FLAGS
+HELP_GROUPS = (("Checkpoint", ("checkpoint", "preset", "config_json")), ("Output", ("output",)))
 
 
 def main(argv):
@@ -31,7 +32,7 @@ def main(argv):
 
 
 def run():
-  cli.run(main)
+  cli.run(main, HELP_GROUPS)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 r"""wave-unet-evaluate: separate a MUSDB18 subset and score it with museval (BSS Eval v4, 1 s windows).
 
-  wave-unet-evaluate --model checkpoints/M5-HighSR.keras --musdb_root data/musdb18 --subset test \
+  wave-unet-evaluate --model M5-HighSR --musdb_root data/musdb18 --subset test \
       --output_dir evaluation/M5-HighSR --jobs 2 --baseline
 
 writes ``<output_dir>/<subset>/<track>.json`` per track (museval's layout; tracks already scored are
@@ -11,7 +11,7 @@ from absl import flags
 
 from wave_unet_tf import cli
 
-flags.DEFINE_string("model", None, "A .keras file, a SavedModel folder, a .tflite file or a training --model_dir.")
+cli.define_model_flags()
 flags.DEFINE_string("musdb_root", None, "MUSDB18 (.stem.mp4), MUSDB18-HQ or a folder in its layout.")
 flags.DEFINE_bool("is_wav", None, "The root is in MUSDB18-HQ layout (<subset>/<track>/<source>.wav); default: "
                   "detected, as in training.")
@@ -28,8 +28,15 @@ flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
 flags.DEFINE_integer("batch_size", None, "Windows per forward pass (default: the separator's).", lower_bound=1)
 flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
                     "between runs ('' for none).")
-flags.mark_flags_as_required(["model", "musdb_root"])
+flags.mark_flag_as_required("musdb_root")
 FLAGS = flags.FLAGS
+HELP_GROUPS = (
+    ("Model", ("model", "model_repo", "precision")),
+    ("Data", ("musdb_root", "is_wav", "subset", "split", "split_mode", "tracks")),
+    ("Output", ("output_dir", "baseline")),
+    ("Speed and memory (never the result)", ("jobs", "window_seconds", "frame_seconds", "batch_size",
+                                             "compile_cache")),
+)
 
 
 def main(argv):
@@ -37,6 +44,7 @@ def main(argv):
     raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if FLAGS.split and FLAGS.subset != "train":
     raise cli.UsageError("--split applies to --subset=train only")
+  cli.fetch_named_model(FLAGS.model)
   cli.start_tensorflow(FLAGS.compile_cache)
   from wave_unet_tf.evaluation import evaluate
   from wave_unet_tf.evaluation.tracks import open_tracks
@@ -48,7 +56,7 @@ def main(argv):
 
 
 def run():
-  cli.run(main)
+  cli.run(main, HELP_GROUPS)
 
 
 if __name__ == "__main__":

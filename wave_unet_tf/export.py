@@ -1,6 +1,6 @@
 r"""wave-unet-export: write a SavedModel (TensorFlow Serving) and/or a TFLite model of a trained model.
 
-  wave-unet-export --model checkpoints/M5-HighSR --saved_model_dir exported/m5_highsr/1 \
+  wave-unet-export --model M5-HighSR --saved_model_dir exported/m5_highsr/1 \
       --tflite exported/m5_highsr.tflite --quantize float16
 """
 
@@ -8,11 +8,12 @@ import os
 
 from absl import flags
 
-from wave_unet_tf import cli
+from wave_unet_tf import catalogue, cli
 from wave_unet_tf.separation.stream_graph import DEFAULT_BLOCK_FRAMES
 
-flags.DEFINE_string("model", None, "A .keras file, a training --model_dir, an original TF1 checkpoint, an http(s):// "
-                    "URL of a .keras file or hf:// (see wave_unet_tf.load_model).")
+cli.define_model_flags(help_text="A Keras model: a pretrained model's name (" + ", ".join(catalogue.NAMES) + ", "
+                       "fetched once into the cache), a .keras file, a training --model_dir, an original TF1 "
+                       "checkpoint, an http(s):// URL of a .keras file or hf:// (see wave_unet_tf.load_model).")
 flags.DEFINE_string("saved_model_dir", None, "Write a SavedModel here (TF Serving wants <name>/<version>).")
 flags.DEFINE_string("tflite", None, "Write a TFLite model of the fixed-window forward pass to this .tflite path.")
 flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic"],
@@ -28,8 +29,13 @@ flags.DEFINE_string("tflite_stream", None, "Write a streaming TFLite model (one 
 flags.DEFINE_integer("block_frames", DEFAULT_BLOCK_FRAMES, "Samples per block of --tflite_stream, at the "
                      "model's rate (a multiple of 2**num_layers).")
 flags.DEFINE_boolean("overwrite", False, "Replace existing outputs.")
-flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
+HELP_GROUPS = (
+    ("Model", ("model", "model_repo")),
+    ("TensorFlow Serving", ("saved_model_dir", "xla", "window_seconds", "frame_seconds")),
+    ("TFLite", ("tflite", "quantize", "tflite_stream", "block_frames")),
+    ("Output", ("overwrite",)),
+)
 
 
 def main(argv):
@@ -47,6 +53,7 @@ def main(argv):
       raise cli.UsageError(f"--{flag}={path}: already exists (pass --overwrite to replace it)")
     if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
       raise cli.UsageError(f"--{flag}={path}: its folder does not exist")
+  cli.fetch_named_model(FLAGS.model)
   cli.start_tensorflow()
   from wave_unet_tf.deploy import saved_model, tflite
   from wave_unet_tf.model_sources import load_model, NotAModelError
@@ -72,7 +79,7 @@ def main(argv):
 
 
 def run():
-  cli.run(main)
+  cli.run(main, HELP_GROUPS)
 
 
 if __name__ == "__main__":

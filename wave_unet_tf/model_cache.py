@@ -45,9 +45,10 @@ def checkpoint_digest(prefix: str) -> str:
   return digest.hexdigest()
 
 
-def load_tf1_checkpoint(path: str):
+def load_tf1_checkpoint(path: str, preset: str = None):
   """The `WaveUNet` of an original TF1 checkpoint (prefix or folder): its preset recognised from the
-  variables (`wave_unet_tf.conversion.recognise`), converted on first use and cached by content."""
+  variables (`wave_unet_tf.conversion.recognise`), or ``preset`` (then its variables must match that preset's
+  exactly), converted on first use and cached by content."""
   from wave_unet_tf.conversion import recognise, tf1_checkpoint
   from wave_unet_tf.model.saving import load_keras_model, save_model
 
@@ -56,9 +57,10 @@ def load_tf1_checkpoint(path: str):
   if not shapes:  # e.g. a TF2 training checkpoint
     raise tf1_checkpoint.CheckpointMismatchError(
         f"{path}: a checkpoint without the original Wave-U-Net's variables ({tf1_checkpoint.SCOPE}...)")
-  preset, note = recognise.recognise_preset(shapes, path)
-  if note:
-    _notice(note)
+  if preset is None:
+    preset, note = recognise.recognise_preset(shapes, path)
+    if note:
+      _notice(note)
   cached = os.path.join(cache_dir(), f"tf1-{checkpoint_digest(prefix)[:32]}-{preset}.keras")
   if os.path.exists(cached):
     try:

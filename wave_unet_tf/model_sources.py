@@ -2,6 +2,7 @@
 
 import os
 
+from wave_unet_tf import catalogue
 from wave_unet_tf.model.saving import NotAModelError, load_keras_model
 
 BEST_MODEL = "best.keras"  # in a training --model_dir
@@ -19,6 +20,10 @@ def _is_tf1_checkpoint(path: str) -> bool:
 def load_model(path: str):
   """Loads a model from any of its sources.
 
+  - a name of the catalogue (`wave_unet_tf.catalogue`): ``M5-HighSR``, ``M4``, ``M6`` or the original's names
+    ``full_44KHz``, ``baseline_stereo``, ``full_multi_instrument``: the original project's released
+    checkpoints, fetched once into the cache (``$WAVE_UNET_MODEL_REPO`` replaces their URL) and converted once
+    (`wave_unet_tf.pretrained`); names come first (``./M4`` is a folder of that name);
   - a ``.keras`` file, or a training ``--model_dir`` (its ``best.keras``): a `WaveUNet`;
   - a SavedModel folder or a ``.tflite`` file: their forward passes (which `wave_unet_tf.Separator` runs);
   - an original TF1 checkpoint (prefix or folder, as in the original's released ``checkpoints/full_44KHz/``):
@@ -28,6 +33,9 @@ def load_model(path: str):
   - ``hf://<owner>/<repo>``: through Keras' own loader.
   """
   path = os.fspath(path)
+  if catalogue.is_name(path):
+    from wave_unet_tf import pretrained
+    return pretrained.load(path)
   if path.startswith(HF_SCHEME):
     return load_keras_model(path)
   if path.startswith(URL_SCHEMES):
@@ -57,5 +65,6 @@ def load_model(path: str):
     return TFLiteForwardPass(path)
   if not path.endswith(".keras"):
     raise NotAModelError(f"{path}: not a model (expected a .keras file, a .tflite file, a SavedModel folder, "
-                         f"a training --model_dir, a TF1 checkpoint, an http(s):// URL or hf://)")
+                         f"a training --model_dir, a TF1 checkpoint, an http(s):// URL, hf:// or a pretrained "
+                         f"model's name: {', '.join(catalogue.NAMES)})")
   return load_keras_model(path)

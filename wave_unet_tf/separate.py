@@ -1,6 +1,7 @@
 r"""wave-unet-separate: separate audio files into one file per source.
 
-  wave-unet-separate --model checkpoints/M5-HighSR.keras --output_dir separated song.mp3 music/
+  wave-unet-separate song.mp3                # with M5-HighSR, the paper's best vocal model (fetched once)
+  wave-unet-separate --model M6 --output_dir separated song.mp3 music/      # bass, drums, other, vocals
 
 writes ``separated/song/accompaniment.wav``, ``separated/song/vocals.wav``, ... at each input's sample
 rate, length and channel count; a folder is searched for audio, and its files keep their place below it
@@ -15,14 +16,13 @@ import time
 
 from absl import flags
 
-from wave_unet_tf import cli
+from wave_unet_tf import catalogue, cli
 from wave_unet_tf.audio import AUDIO_EXTENSIONS
 from wave_unet_tf.runtime import DEVICES
 from wave_unet_tf.separation import outputs
 from wave_unet_tf.separation.separator import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW_SECONDS
 
-flags.DEFINE_string("model", None, "A .keras file, a SavedModel folder, a .tflite file, a training --model_dir, "
-                    "an original TF1 checkpoint, or an http(s):// or hf:// URL of one.")
+cli.define_model_flags(default=catalogue.DEFAULT_MODEL)
 flags.DEFINE_string("output_dir", "separated", "The folder --filename is under.")
 outputs.define_flags()
 flags.adopt_module_key_flags(outputs)  # so --help lists them with the command's own
@@ -41,8 +41,16 @@ flags.DEFINE_bool("progress", True, "Show a progress bar per file.")
 flags.DEFINE_integer("block_frames", None, "Real-time streaming: samples per block at the model's rate (a "
                      "multiple of 2**num_layers); unset: offline framing. Needs the input '-' and --stdout.")
 flags.DEFINE_string("stdout", None, "Write this stem (a source, or no_<source>) to stdout as a WAV stream.")
-flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
+HELP_GROUPS = (
+    ("Model", ("model", "model_repo", "device", "precision")),
+    ("Input", ("offset", "duration")),
+    ("Output", ("output_dir", "filename", "stems", "two_stems", "codec", "bit_depth", "bitrate", "clip",
+                "skip_existing", "stdout")),
+    ("Speed and memory (never the result)", ("window_seconds", "frame_seconds", "batch_size", "jit_compile",
+                                             "compile_cache")),
+    ("Real-time streaming", ("block_frames",)),
+)
 
 
 def _writable_folder(folder):
@@ -128,6 +136,7 @@ def main(argv):
       raise cli.UsageError(f"--stdout={FLAGS.stdout}: writes that stem alone; leave out --stems and --two_stems")
     options = dataclasses.replace(options, stems=(FLAGS.stdout,))
   _writable_folder(FLAGS.output_dir)
+  cli.fetch_named_model(FLAGS.model)
   cli.start_tensorflow(FLAGS.compile_cache if FLAGS.jit_compile else None)
   from wave_unet_tf.audio import AudioError
   from wave_unet_tf.runtime import use_device
@@ -200,6 +209,7 @@ def _main_live(inputs):
   if inputs != ["-"] or not FLAGS.stdout:
     raise cli.UsageError(f"--block_frames={FLAGS.block_frames}: streams stdin to stdout; give the input '-' "
                          "and --stdout=SOURCE")
+  cli.fetch_named_model(FLAGS.model)
   cli.start_tensorflow(FLAGS.compile_cache if FLAGS.jit_compile else None)
   from wave_unet_tf.runtime import use_device
   from wave_unet_tf.separation.live import prefer_fast_xla_cpu_runtime, run_live
@@ -210,7 +220,7 @@ def _main_live(inputs):
 
 
 def run():
-  cli.run(main)
+  cli.run(main, HELP_GROUPS)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ r"""wave-unet-train: train a Wave-U-Net preset on MUSDB18, MUSDB18-HQ or a folde
   python train.py --flagfile=flags/m5_highsr.cfg
   python train.py --flagfile=flags/quickstart.cfg --max_steps=100
 
-Every config field is a flag (see --helpfull). Running the same command again with the same --model_dir
+Every config field is a flag (listed below). Running the same command again with the same --model_dir
 resumes where it stopped. --batch_size is the global batch, split across all replicas.
 """
 
@@ -15,6 +15,7 @@ import os
 from absl import flags
 
 from wave_unet_tf import cli
+from wave_unet_tf.config import Config
 from wave_unet_tf.config_flags import config_from_flags, define_config_flags
 from wave_unet_tf.training import settings
 
@@ -23,6 +24,12 @@ settings.define_flags()
 flags.DEFINE_string("model_dir", None, "Run folder: checkpoints, config.json, run_settings.json, TensorBoard logs, "
                                        "best.keras.")
 FLAGS = flags.FLAGS
+HELP_GROUPS = (
+    ("Model (a preset, then --config_json, then any config field)", ("preset", "config_json")),
+    ("Data", tuple(f.name for f in dataclasses.fields(settings.DataOptions))),
+    ("Run", ("model_dir", *(f.name for f in dataclasses.fields(settings.RunOptions)))),
+    ("Config fields (default: the preset's)", tuple(f.name for f in dataclasses.fields(Config))),
+)
 
 
 def main(argv):
@@ -61,7 +68,7 @@ def main(argv):
 
 
 def run():
-  cli.run(main)
+  cli.run(main, HELP_GROUPS)
 
 
 if __name__ == "__main__":
