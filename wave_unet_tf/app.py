@@ -24,6 +24,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 from typing import Dict, List, Optional, Sequence
 
@@ -128,6 +129,19 @@ class Workspace:
       uploads = self._uploads_by_session.pop(session, set())
     for path in uploads:
       _remove_file_and_empty_folder(path, self.uploads)
+    self._remove_stray_temporaries()
+
+  def _remove_stray_temporaries(self, older_than_seconds=60):
+    """Gradio's components leave an empty ``tmp*`` file in the upload folder each time they read a file; an
+    upload in progress starts as one too, so only those left untouched for a minute go."""
+    now = time.time()
+    for entry in os.scandir(self.uploads):
+      try:
+        if entry.name.startswith("tmp") and entry.is_file(follow_symlinks=False) and \
+            entry.stat().st_size == 0 and now - entry.stat().st_mtime > older_than_seconds:
+          os.remove(entry.path)
+      except OSError:
+        continue
 
   def close(self):
     for folder in (self.sessions, self.uploads):
@@ -313,7 +327,8 @@ def build_page(models: Models, workspace: Workspace):
                 "choose what you want and press **Separate**. Each stem can be played and downloaded.")
     with gr.Row():
       with gr.Column(scale=3):
-        files = gr.File(label="Songs", file_count="multiple", type="filepath", elem_id="wut-files")
+        files = _without_empty_temporaries(
+            gr.File(label="Songs", file_count="multiple", type="filepath", elem_id="wut-files"))
       with gr.Column(scale=2):
         model = gr.Dropdown(choices=list(models.choices), value=models.default, label="Model",
                             allow_custom_value=False, elem_id="wut-model")
@@ -355,6 +370,16 @@ def build_page(models: Models, workspace: Workspace):
   return page
 
 
+def _without_empty_temporaries(component):
+  """A ``gradio.File`` that passes the uploads' paths on without leaving an empty temporary file in the upload
+  folder for every file of every event (what its own ``type="filepath"`` reading does)."""
+  def path_of(payload):
+    return payload.path
+  if hasattr(component, "_process_single_file"):
+    component._process_single_file = path_of
+  return component
+
+
 def _two_stem_choices(sources):
   return [("off", _NO_TWO_STEMS)] + [(f"{s} and no_{s}", s) for s in sources]
 
@@ -392,7 +417,7 @@ def launch(model: Optional[str] = None, *, host: str = DEFAULT_HOST, port: Optio
     host: the address to bind (127.0.0.1: this machine only; 0.0.0.0: every network interface).
     port: the port (default 7860, or the next free one).
     share: also make a public link through Gradio's tunnel (needs the internet).
-    max_upload_mb: the largest file the page takes, in MB.
+    max_upload_mb: the largest file the page takes, in MB (2**20 bytes).
     temp_dir: where uploads and stems are kept while served (default: a new temporary folder).
     inline: show the page in the notebook (default: when running in one).
     **separator_options: `Separator`'s ``window_seconds``, ``batch_size``, ``jit_compile``.
@@ -408,7 +433,7 @@ def launch(model: Optional[str] = None, *, host: str = DEFAULT_HOST, port: Optio
     page.queue(default_concurrency_limit=1)
     _, url, share_url = page.launch(
         server_name=host, server_port=port, share=share, inline=inline, prevent_thread_lock=True, quiet=True,
-        max_file_size=int(max_upload_mb * 1e6), ssr_mode=False, footer_links=[], show_error=False,
+        max_file_size=int(max_upload_mb * 2**20), ssr_mode=False, footer_links=[], show_error=False,
         theme=gr.themes.Default(**_FONTS), css=_CSS)
   except BaseException:
     workspace.close()
@@ -430,7 +455,7 @@ def _define_flags():
                       "every network interface).")
   flags.DEFINE_integer("port", DEFAULT_PORT, "The port to listen on.", lower_bound=0, upper_bound=65535)
   flags.DEFINE_bool("share", False, "Also make a public link through Gradio's tunnel (needs the internet).")
-  flags.DEFINE_float("max_upload_mb", DEFAULT_MAX_UPLOAD_MB, "The largest file the page takes, in MB.")
+  flags.DEFINE_float("max_upload_mb", DEFAULT_MAX_UPLOAD_MB, "The largest file the page takes, in MB (2**20 bytes).")
   flags.DEFINE_string("temp_dir", None, "Where uploads and stems are kept while served (default: a new temporary "
                       "folder, removed when the app stops).")
   flags.DEFINE_string("device", "auto", f"Where the model runs: {DEVICES} (auto: a GPU if there is one).")
