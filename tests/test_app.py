@@ -246,6 +246,7 @@ def _assert_same_audio(path, expected):
 
 @pytest.mark.slow
 def test_the_page_separates_a_song_into_the_files_the_command_writes(server, browser, model_path, tmp_path):
+  from playwright.sync_api import expect
   url, port, temp_dir, _ = server
   assert _listening(port) == ["127.0.0.1"]
   inputs = tmp_path / "in"
@@ -273,8 +274,10 @@ def test_the_page_separates_a_song_into_the_files_the_command_writes(server, bro
   _upload(page, good)
   _separate(page, good)
   page.wait_for_selector("#wut-zip >> visible=true", timeout=120000)
-  assert page.locator(".wut-stem").count() == 2 and page.locator(".wut-stem audio").count() >= 2
-  assert page.locator(".wut-song .wut-error").count() == 0  # the failed upload's result is gone
+  expect(page.locator(".wut-download")).to_have_count(2, timeout=60000)  # drawn once the results arrive
+  expect(page.locator(".wut-stem")).to_have_count(2)
+  assert page.locator(".wut-stem audio").count() >= 2
+  expect(page.locator(".wut-song .wut-error")).to_have_count(0)  # the failed upload's result is gone
   downloaded = {}
   for button in page.locator(".wut-download").all():
     with page.expect_download() as download:
@@ -296,7 +299,7 @@ def test_the_page_separates_a_song_into_the_files_the_command_writes(server, bro
   _upload(page, too_big)  # refused before it is sent; the page goes on serving
   page.wait_for_selector("text=exceed the maximum allowed size", timeout=30000)
   assert not any(temp_dir.rglob("long.wav"))
-  assert page.locator(".wut-stem").count() == 2
+  expect(page.locator(".wut-stem")).to_have_count(2)
 
   assert [r for r in requests if not r.startswith(url) and not r.startswith(("data:", "blob:"))] == []
   assert any(temp_dir.rglob("*.wav"))

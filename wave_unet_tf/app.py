@@ -64,6 +64,10 @@ class Models:
     self._loaded = {}
     self._lock = threading.Lock()
 
+  def label(self, choice: str) -> str:
+    """What the page calls a model: a name, or a file's or folder's own name."""
+    return os.path.basename(os.path.normpath(choice)) or choice if os.path.exists(choice) else choice
+
   def separator(self, choice: str):
     if choice not in self.choices:
       raise ValueError(f"model {choice!r}: not one of this page's models ({', '.join(self.choices)})")
@@ -330,8 +334,8 @@ def build_page(models: Models, workspace: Workspace):
         files = _without_empty_temporaries(
             gr.File(label="Songs", file_count="multiple", type="filepath", elem_id="wut-files"))
       with gr.Column(scale=2):
-        model = gr.Dropdown(choices=list(models.choices), value=models.default, label="Model",
-                            allow_custom_value=False, elem_id="wut-model")
+        model = gr.Dropdown(choices=[(models.label(c), c) for c in models.choices], value=models.default,
+                            label="Model", allow_custom_value=False, elem_id="wut-model")
         stems = gr.CheckboxGroup(choices=first_sources, value=first_sources, label="Stems", elem_id="wut-stems")
         two_stems = gr.Dropdown(choices=_two_stem_choices(first_sources), value=_NO_TWO_STEMS, label="Two stems",
                                 info="A source and no_<source>, the sum of the others (e.g. an instrumental)",
