@@ -15,6 +15,7 @@ when the app stops.
 This is the only module that imports Gradio (the extra ``[app]``), and only when a page is built.
 """
 
+import atexit
 import dataclasses
 import html
 import os
@@ -442,6 +443,7 @@ def launch(model: Optional[str] = None, *, host: str = DEFAULT_HOST, port: Optio
   except BaseException:
     workspace.close()
     raise
+  atexit.register(workspace.close)  # a notebook's kernel that stops without page.close() leaves no files
   return App(page, workspace, url, share_url)
 
 
