@@ -21,6 +21,7 @@ import pytest
 import soundfile
 
 import wave_unet_tf as wut
+from conftest import assert_quiet
 from wave_unet_tf import app, catalogue
 from wave_unet_tf.separation import outputs
 
@@ -136,6 +137,17 @@ def test_the_command_refuses_bad_flags_in_one_line():
   assert result.stderr.strip().endswith(": error: --max_upload_mb=0.0: must be positive"), result.stderr
 
 
+@pytest.mark.slow
+def test_a_port_in_use_is_refused_in_one_line(server, model_path):
+  _, port, _, _ = server
+  result = subprocess.run([*_command(), "--model", model_path, "--port", str(port), "--nojit_compile"],
+                          capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == \
+      f"wave-unet-app: error: --port={port}: in use by another program on 127.0.0.1; choose another port"
+  assert_quiet(result.stdout, result.stderr)
+
+
 # --- a real browser -------------------------------------------------------------------------------------------
 
 
@@ -186,6 +198,8 @@ def server(tmp_path_factory, model_path):
   process.terminate()
   rest = process.communicate(timeout=60)[0]
   assert process.returncode == 0 and "wave-unet-app: stopped" in rest, rest
+  assert_quiet("".join(lines), rest)
+  assert "song.wav -> accompaniment, vocals (1.0 s of audio)" in rest.splitlines()
   assert not temp_dir.exists() or not any(temp_dir.iterdir())  # its uploads and stems went with it
 
 

@@ -17,6 +17,7 @@ This is the only module that imports Gradio (the extra ``[app]``), and only when
 
 import atexit
 import dataclasses
+import errno
 import html
 import os
 import re
@@ -436,10 +437,15 @@ def launch(model: Optional[str] = None, *, host: str = DEFAULT_HOST, port: Optio
     page = build_page(models, workspace)
     gr.set_static_paths([workspace.sessions])  # stems are served from where they were written, not copied
     page.queue(default_concurrency_limit=1)
-    _, url, share_url = page.launch(
-        server_name=host, server_port=port, share=share, inline=inline, prevent_thread_lock=True, quiet=True,
-        max_file_size=int(max_upload_mb * 2**20), ssr_mode=False, footer_links=[], show_error=False,
-        theme=gr.themes.Default(**_FONTS), css=_CSS)
+    try:
+      _, url, share_url = page.launch(
+          server_name=host, server_port=port, share=share, inline=inline, prevent_thread_lock=True, quiet=True,
+          max_file_size=int(max_upload_mb * 2**20), ssr_mode=False, footer_links=[], show_error=False,
+          theme=gr.themes.Default(**_FONTS), css=_CSS)
+    except OSError as e:
+      if port and "Cannot find empty port" in str(e):
+        raise OSError(f"--port={port}: in use by another program on {host}; choose another port") from None
+      raise
   except BaseException:
     workspace.close()
     raise
@@ -485,6 +491,7 @@ def main(argv):
     raise cli.UsageError(f"--window_seconds={values.window_seconds}: must be positive")
   if values.temp_dir and os.path.exists(values.temp_dir) and not os.path.isdir(values.temp_dir):
     raise cli.UsageError(f"--temp_dir={values.temp_dir}: not a folder")
+  _check_port_free(values.host, values.port)  # before the model loads, not after
   cli.start_tensorflow(values.compile_cache if values.jit_compile else None)
   from wave_unet_tf.runtime import use_device
   use_device(values.device)
@@ -504,6 +511,19 @@ def main(argv):
   finally:
     app.close()
   print("wave-unet-app: stopped", flush=True)
+
+
+def _check_port_free(host, port):
+  import socket
+  if not port:
+    return
+  try:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+      probe.bind((host, port))
+  except OSError as e:
+    if e.errno == errno.EADDRINUSE:
+      raise OSError(f"--port={port}: in use by another program on {host}; choose another port") from None
+    raise OSError(f"--host={host} --port={port}: cannot listen there ({e.strerror or e})") from None
 
 
 def run():
