@@ -30,6 +30,8 @@ _LAZY = {
 
 
 def __getattr__(name):
+  if name == "app":  # the web page (extra [app]): `wut.app.launch()`
+    return importlib.import_module("wave_unet_tf.app")
   if name in _LAZY:
     return getattr(importlib.import_module(_LAZY[name]), name)
   raise AttributeError(f"module 'wave_unet_tf' has no attribute {name!r}")
