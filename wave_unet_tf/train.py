@@ -66,6 +66,11 @@ def main(argv):
       init_model = warm_start.load_source(FLAGS.init_from)
       base = init_model.wave_unet_config
     config = config_from_flags(base=base)
+    if init_model is not None:  # a refused change, before the run folder (and its lock) is made
+      warm_start.check_config(init_model.wave_unet_config, config, FLAGS.init_from)
+  if options.freeze:
+    from wave_unet_tf.training import warm_start
+    warm_start.frozen_layers(config, warm_start.parse_freeze(options.freeze))
 
   strategy = strategies.make_strategy(options.strategy, options.tpu)
   chief = strategies.is_chief(strategy)

@@ -66,7 +66,7 @@ class Trainer:
       notices = warm_start.check_config(init_model.wave_unet_config, config, run.init_from)
     self.freeze = warm_start.parse_freeze(run.freeze)
     if self.freeze:
-      warm_start.frozen_layers(build_model(config), self.freeze)  # an unknown name, before anything is written
+      warm_start.frozen_layers(config, self.freeze)  # an unknown name, before anything is written
     run_folder.prepare(model_dir, config, write=self.chief)
     resuming = settings.check_resumable(model_dir, data, run)
     if self.chief:

@@ -23,6 +23,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from wave_unet_tf.config import Config
+from wave_unet_tf.model.structure import structure
 
 # Fields whose change changes a weight's shape (or the network's layers): a fine-tuning run keeps them.
 SHAPE_FIELDS = ("num_layers", "num_initial_filters", "filter_size", "merge_filter_size", "output_filter_size",
@@ -133,40 +134,43 @@ def parse_freeze(value: str) -> Tuple[str, ...]:
   return tuple(name.strip() for name in (value or "").split(",") if name.strip())
 
 
-def frozen_layers(model, names: Sequence[str]):
-  """The layers (output convolutions included) that ``--freeze=names`` keeps fixed: ``down`` (every down
-  convolution), ``bottleneck``, ``up`` (every upsampling weight and up convolution), ``outputs`` (the output
-  convolutions), or any layer's own name (``down_conv_0``, ``interp_3``, ``up_conv_11``, ``outputs/vocals_conv``).
-  `InitFromError` names an unknown one and lists the valid names."""
-  network = model.structure
-  by_name = {layer.name: layer for layer in model.layers if layer.weights and layer.name != network.outputs}
-  outputs = {f"{network.outputs}/{conv.name}": conv for conv in model.get_layer(network.outputs).convs}
-  by_name.update(outputs)
+def frozen_layers(config: Config, names: Sequence[str]) -> List[str]:
+  """The layers (output convolutions included, as ``outputs/<source>_conv``) that ``--freeze=names`` keeps
+  fixed in a model of ``config``: ``down`` (every down convolution), ``bottleneck``, ``up`` (every learned
+  upsampling weight and up convolution), ``outputs`` (the output convolutions), or any of those layers' own
+  names (``down_conv_0``, ``interp_3``, ``up_conv_11``, ``outputs/vocals_conv``). `InitFromError` names an
+  unknown one and lists the valid names."""
+  network = structure(config)
   parts = {
       "down": [level.down_conv.layer for level in network.levels],
       "bottleneck": [network.bottleneck.layer],
-      "up": [name for level in network.up_path for name in (level.upsample, level.up_conv.layer)],
-      "outputs": list(outputs),
+      "up": [name for level in network.up_path
+             for name in ((level.upsample,) if level.learned_upsampling else ()) + (level.up_conv.layer,)],
+      "outputs": [conv.layer for conv in network.output_convs],
   }
+  layers = [name for part in parts.values() for name in part]
   chosen = []
   for name in names:
     if name in parts:
-      chosen += [by_name[layer] for layer in parts[name] if layer in by_name]
-    elif name in by_name:
-      chosen.append(by_name[name])
+      chosen += parts[name]
+    elif name in layers:
+      chosen.append(name)
     else:
       raise InitFromError(f"--freeze={','.join(names)}: no part or layer {name!r}; valid: {', '.join(PARTS)} or a "
-                          f"layer name ({', '.join(sorted(by_name))})")
+                          f"layer name ({', '.join(sorted(layers))})")
   return list(dict.fromkeys(chosen))
 
 
 def freeze(model, names: Sequence[str]) -> List[str]:
   """Makes the layers `frozen_layers` names untrainable; returns their names. Call it before the optimizer
   is built: the optimizer then has no slots for them and never updates them."""
-  layers = frozen_layers(model, names)
-  for layer in layers:
+  chosen = frozen_layers(model.wave_unet_config, names)
+  outputs = model.structure.outputs
+  convs = {f"{outputs}/{conv.name}": conv for conv in model.get_layer(outputs).convs}
+  for name in chosen:
+    layer = convs[name] if name in convs else model.get_layer(name)
     layer.trainable = False
-  return [layer.name for layer in layers]
+  return chosen
 
 
 @dataclasses.dataclass(frozen=True)
