@@ -288,7 +288,8 @@ for name in ("default", "mirrored"):
   strategy = strategies.make_strategy(name)
   data = training.DataOptions(musdb_root=sys.argv[2], cache_dir=sys.argv[3] + "/cache", max_validation_batches=1)
   t = training.Trainer(config, f"{sys.argv[3]}/{name}", data,
-                       training.RunOptions(init_from=source, freeze="bottleneck", max_steps=2), strategy)
+                       training.RunOptions(init_from=source, freeze="bottleneck", max_steps=2, jit_compile=False),
+                       strategy)
   # Every replica holds the source's weights before the first step.
   for w, s in zip(t.model.weights, src.weights):
     for replica in strategy.experimental_local_results(w):
