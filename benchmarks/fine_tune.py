@@ -82,7 +82,9 @@ def loss_before_fine_tuning(source, model_dir, musdb_root, cache_dir):
 
 def main(argv):
   del argv
+  from wave_unet_tf import runtime
   from wave_unet_tf.data.toy import write_toy_dataset
+  runtime.quiet_terminal()  # the figures and the commands' own lines, not TensorFlow's start-up log
 
   work = pathlib.Path(FLAGS.work_dir)
   data = {}
