@@ -50,18 +50,18 @@ def load_source(source: str):
 
   path = os.fspath(source)
   if path.endswith(".tflite") or os.path.isfile(os.path.join(path, "saved_model.pb")):
-    _refuse_inference_only(path)
+    _refuse_inference_only(path, tflite=path.endswith(".tflite"))
   try:
     model = model_sources.load_model(path)
   except (NotAModelError, ValueError, OSError) as e:
     raise InitFromError(f"--init_from={source}: {' '.join(str(e).split())}") from None
   if not isinstance(model, WaveUNet):  # a forward pass: what load_model gives for exported models
-    _refuse_inference_only(path)
+    _refuse_inference_only(path, tflite="tflite" in type(model).__name__.lower())
   return model
 
 
-def _refuse_inference_only(source):
-  kind = "a .tflite file" if source.endswith(".tflite") else "a SavedModel"
+def _refuse_inference_only(source, tflite):
+  kind = "a .tflite file" if tflite else "a SavedModel"
   raise InitFromError(f"--init_from={source}: {kind} holds an inference graph, not a trainable Keras model; "
                       f"fine-tune from the .keras file, training run folder or checkpoint it was exported from")
 
