@@ -14,7 +14,8 @@ from conftest import ORIGINAL_TF1, PROJECT_ROOT
 nbformat = pytest.importorskip("nbformat")
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-NOTEBOOKS = ("01_separate_a_song.ipynb", "02_train_on_musdb.ipynb", "03_export_serving_tflite.ipynb")
+NOTEBOOKS = ("01_separate_a_song.ipynb", "02_train_on_musdb.ipynb", "03_export_serving_tflite.ipynb",
+             "04_fine_tune_on_your_own_stems.ipynb")
 # The project's repository: the notebooks' set-up cells install from it and their Colab badges open it.
 REPOSITORY = "https://github.com/wave-unet-tf/wave-unet-tf"
 BADGE = REPOSITORY.replace("https://github.com/", "https://colab.research.google.com/github/") + "/blob/main/notebooks/{}"
@@ -200,3 +201,25 @@ def test_export_notebook_writes_and_runs_saved_model_and_every_tflite_variant(tm
     assert (tmp_path / "exported" / f"wave_unet_{quantize}.tflite").is_file()
   text = text_output(notebook)
   assert "signature_def['separate']" in text and "signature_def['serving_default']" in text
+
+
+@pytest.mark.slow
+def test_fine_tune_notebook_adapts_a_model_to_new_sources_and_separates_them(tmp_path):
+  """The notebook's own cells with a tiny local model in place of M5-HighSR (whose shapes the tiny recipe's
+  flags could not change) and its example folder of speech/noise stems."""
+  import keras
+  import wave_unet_tf as wut
+  from wave_unet_tf.model.saving import save_model
+  keras.utils.set_random_seed(0)
+  config = wut.get_preset("M5").replace(num_layers=3, num_initial_filters=4, sample_rate=8000, num_channels=1)
+  save_model(wut.build_model(config), str(tmp_path / "pretrained.keras"))
+  notebook = execute("04_fine_tune_on_your_own_stems.ipynb", tmp_path, init_from="pretrained.keras", freeze="down",
+                     train_flags="--max_epochs=1 --steps_per_epoch=6 --num_frames=256 --batch_size=4 "
+                                 "--max_validation_batches=2 --nofine_tune", listen_seconds=2, **TOY)
+  tuned = wut.load_model(str(tmp_path / "runs" / "fine_tune"))
+  assert tuned.wave_unet_config.source_names == ("speech", "noise")
+  assert sorted(os.listdir(tmp_path / "separated" / "mixture")) == ["noise.wav", "speech.wav"]
+  text = text_output(notebook)
+  assert "the output convolution of speech starts fresh" in text and "frozen: down_conv_0" in text
+  changed = next(line for line in text.splitlines() if line.startswith("layers that trained or started fresh:"))
+  assert "down_conv" not in changed and "outputs/speech_conv" in changed and "up_conv_0" in changed

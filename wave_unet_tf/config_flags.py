@@ -34,11 +34,12 @@ def define_config_flags(default_preset=None):
       flags.DEFINE_string(field.name, None, help_text)
 
 
-def config_from_flags(values=flags.FLAGS) -> Config:
-  """The resolved config: the preset, then ``--config_json``, then every config flag that was given."""
-  if not values.preset and not values.config_json:
+def config_from_flags(values=flags.FLAGS, base: Config = None) -> Config:
+  """The resolved config: the preset (or ``base``, e.g. the config of a model to fine-tune), then
+  ``--config_json``, then every config flag that was given."""
+  if base is None and not values.preset and not values.config_json:
     raise ValueError(f"give --preset ({', '.join(preset_names())}) or --config_json")
-  config = get_preset(values.preset) if values.preset else Config()
+  config = base if base is not None else get_preset(values.preset) if values.preset else Config()
   if values.config_json:
     config = config.merge(read_json_config(values.config_json))
   # Flags carry the fields' names, so a validation error names the flag too.

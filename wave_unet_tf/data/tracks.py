@@ -92,7 +92,8 @@ def find_tracks(musdb_root: str, config: Config, subset: str = "train", split: O
     split_mode: ``official``: musdb's validation list (MUSDB18's 14 validation songs). When none of the
       subset's tracks is on that list (a dataset of other songs), this falls back to the ``random`` split and
       logs so. ``random``: the original Wave-U-Net's seeded 75/25 split (seed 1337).
-    strict: Raise on an unreadable stem file instead of skipping its track with a warning.
+    strict: Raise on an unreadable stem file, or a track folder without a stem for one of the sources,
+      instead of skipping the track with a warning.
 
   Returns:
     `Track` list; empty only for a ``valid`` split of a one-track subset.
@@ -105,7 +106,7 @@ def find_tracks(musdb_root: str, config: Config, subset: str = "train", split: O
   names, is_wav = find_track_names(musdb_root, subset, split, is_wav, split_mode, config.source_names)
   subset_dir = os.path.join(os.fspath(musdb_root), subset)
   build = _folder_track if is_wav else _stem_mp4_track
-  tracks = []
+  tracks, missing = [], []
   for name in names:
     try:
       tracks.append(build(subset_dir, name, subset, config))
@@ -113,6 +114,14 @@ def find_tracks(musdb_root: str, config: Config, subset: str = "train", split: O
       if strict:
         raise DatasetError(str(e)) from None
       runtime.notice(f"skipping track {name!r}: {e}")
+    except _MissingSource as e:
+      if strict:
+        raise DatasetError(f"{e} (--strict_data)") from None
+      missing.append((name, e))
+  if missing and not tracks and split != "valid":  # the dataset's stems are not the config's sources at all
+    raise DatasetError(str(missing[0][1])) from None
+  for name, e in missing:  # a few tracks lack one of the stems: train on the others
+    runtime.notice(f"skipping track {name!r}: {e}")
   return tracks
 
 
@@ -146,6 +155,10 @@ def find_track_names(musdb_root: str, subset: str = "train", split: Optional[str
 
 class _UnreadableStem(Exception):
   pass
+
+
+class _MissingSource(DatasetError):
+  """A track folder without a stem for one of the config's sources."""
 
 
 def _layout_help(root, subset, source_names):
@@ -250,7 +263,7 @@ def _assign_sources(available: Dict[str, StemFile], config: Config, where: str):
       stems = ()
     if not stems:
       found = ", ".join(sorted(available)) or "none"
-      raise DatasetError(f"{where}: no stem for source {source!r} of the config (stems found: {found})")
+      raise _MissingSource(f"{where}: no stem for source {source!r} of the config (stems found: {found})")
     sources.append((source, stems))
   return tuple(sources)
 

@@ -73,6 +73,14 @@ class RunOptions:
                                    "epochs).", changes_results=False)
   summary_every: int = _setting(20, "Write the training loss to TensorBoard every this many steps.",
                                 changes_results=False)
+  init_from: Optional[str] = _setting(
+      None, "Fine-tune: start a new run from this model's weights (a catalogue name such as M5-HighSR, a .keras "
+      "file, a training --model_dir, an original TF1 checkpoint). The config is that model's, changed by any "
+      "config flag given; the step counter, optimizer and early stopping start fresh. Applies to a --model_dir "
+      "without checkpoints; run the same command again to resume the run itself.")
+  freeze: Optional[str] = _setting(
+      None, "Keep these parts fixed while the rest trains, comma-separated: down, bottleneck, up, outputs, or "
+      "a layer's name (down_conv_0, interp_3, up_conv_11, outputs/vocals_conv).")
 
 
 SETTINGS = (DataOptions, RunOptions)
@@ -103,8 +111,22 @@ def to_dict(data: DataOptions, run: RunOptions) -> dict:
   return {"data": dataclasses.asdict(data), "run": dataclasses.asdict(run)}
 
 
-def save(model_dir: str, data: DataOptions, run: RunOptions) -> None:
-  write_text_atomically(os.path.join(model_dir, SETTINGS_FILE), json.dumps(to_dict(data, run), indent=2) + "\n")
+def save(model_dir: str, data: DataOptions, run: RunOptions, init: Optional[dict] = None) -> None:
+  """Writes ``run_settings.json``; ``init`` records the model a fine-tuning run started from (its source and
+  weights digest)."""
+  saved = to_dict(data, run)
+  if init:
+    saved["init"] = init
+  write_text_atomically(os.path.join(model_dir, SETTINGS_FILE), json.dumps(saved, indent=2) + "\n")
+
+
+def saved_init(model_dir: str) -> Optional[dict]:
+  """What ``run_settings.json`` records of the model a run started from (None: from scratch, or no file)."""
+  try:
+    with open(os.path.join(model_dir, SETTINGS_FILE)) as f:
+      return json.load(f).get("init")
+  except (OSError, ValueError):
+    return None
 
 
 class SettingsChangedError(ValueError):

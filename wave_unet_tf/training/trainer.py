@@ -21,7 +21,7 @@ from wave_unet_tf.config import Config
 from wave_unet_tf.data import pipeline, tracks as track_finder
 from wave_unet_tf.model_sources import BEST_MODEL
 from wave_unet_tf.model.wave_unet import build_model
-from wave_unet_tf.training import run_folder, settings, step as steps
+from wave_unet_tf.training import run_folder, settings, step as steps, warm_start
 from wave_unet_tf.training.checkpoints import CheckpointFolder, check_best_model, save_best_model
 from wave_unet_tf.training.settings import DataOptions, RunOptions  # noqa: F401  (the trainer's API)
 from wave_unet_tf.training.strategy import is_chief, worker_id
@@ -50,21 +50,33 @@ class Trainer:
   """Trains ``config`` into ``model_dir`` under ``strategy``; see the module docstring for the recipe."""
 
   def __init__(self, config: Config, model_dir: str, data: DataOptions, run: RunOptions = RunOptions(),
-               strategy: tf.distribute.Strategy = None):
+               strategy: tf.distribute.Strategy = None, init_model=None):
+    """``init_model``: the `WaveUNet` that ``run.init_from`` names, when the caller loaded it already (to take
+    its config); otherwise the trainer loads it, and only for a folder with no checkpoint to resume."""
     self.config = config
     self.model_dir = model_dir
     self.data = data
     self.run_options = run
     self.strategy = strategy or tf.distribute.get_strategy()
     self.chief = is_chief(self.strategy)
+    warm = bool(run.init_from) and not warm_start.has_checkpoint(model_dir)
+    notices = []
+    if warm:  # checked before the folder is made, so that a refused change leaves nothing behind
+      init_model = init_model or warm_start.load_source(run.init_from)
+      notices = warm_start.check_config(init_model.wave_unet_config, config, run.init_from)
+    self.freeze = warm_start.parse_freeze(run.freeze)
+    if self.freeze:
+      warm_start.frozen_layers(config, self.freeze)  # an unknown name, before anything is written
     run_folder.prepare(model_dir, config, write=self.chief)
-    if not settings.check_resumable(model_dir, data, run) and self.chief:
-      settings.save(model_dir, data, run)
+    resuming = settings.check_resumable(model_dir, data, run)
+    if self.chief:
+      for notice in notices:
+        runtime.notice(notice)
     self.train_tracks, self.valid_tracks = self._find_tracks()
 
     keras.utils.set_random_seed(run.seed)
     with self.strategy.scope():
-      self.model = build_model(config)
+      self.model = self._new_model()
       self.optimizer = steps.make_optimizer(config)
       self.optimizer.build(self.model.trainable_variables)  # so a checkpoint restores the slots too
     self.state = _State()  # plain host variables: every worker counts the same steps itself
@@ -75,11 +87,22 @@ class Trainer:
     self.checkpoints = CheckpointFolder(tf.train.Checkpoint(**objects), os.path.join(folder, "checkpoints"))
     self.best = CheckpointFolder(tf.train.Checkpoint(model=self.model, optimizer=self.optimizer),
                                  os.path.join(folder, "best"))
+    init = None
     if self.checkpoints.restore():
       if self.chief:
         check_best_model(os.path.join(model_dir, BEST_MODEL), self._rebuild_best_model)
         tqdm.tqdm.write(f"resuming {model_dir} at step {int(self.state.step)}, epoch {int(self.state.epoch)}, "
                         f"stage {int(self.state.stage)}")
+    elif run.init_from:
+      init_model = init_model or warm_start.load_source(run.init_from)  # a folder of damaged checkpoints only
+      warm_start.copy_weights(init_model, self.model)
+      init = warm_start.Source(run.init_from, warm_start.weights_digest(init_model)).to_dict()
+      if self.chief:
+        tqdm.tqdm.write(f"starting from --init_from={run.init_from} (weights sha256 {init['weights_sha256'][:16]}): "
+                        f"step 0, a fresh optimizer and early stopping"
+                        + (f"; frozen: {', '.join(self.frozen)}" if self.frozen else ""))
+    if self.chief and not resuming:
+      settings.save(model_dir, data, run, init=init)
     logs = os.path.join(model_dir, "logs")
     self.train_writer = tf.summary.create_file_writer(os.path.join(logs, "train")) if self.chief else None
     self.valid_writer = tf.summary.create_file_writer(os.path.join(logs, "valid")) if self.chief else None
@@ -191,12 +214,18 @@ class Trainer:
     all) the latest model, which is what best.keras then holds."""
     if self.best.latest:
       # The weights are in the checkpoint through the optimizer's list of the variables it trains.
-      model, optimizer = build_model(self.config), steps.make_optimizer(self.config)
+      model, optimizer = self._new_model(), steps.make_optimizer(self.config)
       optimizer.build(model.trainable_variables)
       source = self.best.restore(tf.train.Checkpoint(model=model, optimizer=optimizer))
       if source:
         return model, source
     return self.model, self.checkpoints.latest
+
+  def _new_model(self):
+    """A fresh model of the config with the ``--freeze`` parts untrainable (before an optimizer sees it)."""
+    model = build_model(self.config)
+    self.frozen = warm_start.freeze(model, self.freeze)
+    return model
 
   def _next_stage(self):
     self.state.stage.assign_add(1)
