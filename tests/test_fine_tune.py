@@ -315,3 +315,22 @@ def test_mirrored_fine_tuning_starts_every_replica_from_the_source_and_matches_o
     np.testing.assert_allclose(mirrored, default, rtol=1e-4, atol=1e-6)
     if weight.path.startswith("bottleneck_conv/"):
       np.testing.assert_array_equal(mirrored, original.numpy())
+
+
+@pytest.mark.slow
+def test_init_from_a_catalogue_name_fetches_the_release_once_and_fine_tunes_it(released_archive, toy_root, tmp_path,
+                                                                            monkeypatch):
+  """--init_from=M5-HighSR through --model_repo (a local copy of the release's models.zip): the run starts from
+  the released checkpoint's converted weights and records the name and their digest."""
+  archive, prefixes = released_archive
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+  model_dir = tmp_path / "run"
+  result = train(toy_root, model_dir, "--init_from=M5-HighSR", f"--model_repo={archive}", "--batch_size=1",
+                 "--num_frames=1024", "--max_steps=1", "--steps_per_epoch=1", "--max_validation_batches=1",
+                 "--nojit_compile")
+  assert "starting from --init_from=M5-HighSR" in result.stderr + result.stdout
+  settings = json.loads((model_dir / "run_settings.json").read_text())
+  assert settings["init"]["source"] == "M5-HighSR" and len(settings["init"]["weights_sha256"]) == 64
+  import wave_unet_tf as wut
+  config = json.loads((model_dir / "config.json").read_text())
+  assert config["sample_rate"] == 44100 and config["upsampling"] == wut.get_preset("M5-HighSR").upsampling
