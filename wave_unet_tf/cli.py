@@ -15,9 +15,12 @@ class UsageError(ValueError):
   """A bad flag value; the message names the flag."""
 
 
-def run(main):
+def run(main, known_only=False):
   """Runs an absl ``main``; an expected error (bad input, bad flag, I/O) prints ``<command>: error: <message>``
-  on one line and exits with status 1. Set ``WAVE_UNET_DEBUG=1`` for the traceback."""
+  on one line and exits with status 1. Set ``WAVE_UNET_DEBUG=1`` for the traceback.
+
+  ``known_only``: flags absl does not know are handed to ``main`` in ``argv`` (for another parser, such as
+  Beam's pipeline options, which must then refuse what it does not know either)."""
   def guarded(argv):
     if not runtime.debugging():
       runtime.quiet_terminal()
@@ -32,13 +35,13 @@ def run(main):
     except KeyboardInterrupt:
       print(f"{_program()}: interrupted", file=sys.stderr)
       sys.exit(130)
-  app.run(guarded, flags_parser=_parse_flags)
+  app.run(guarded, flags_parser=lambda argv: _parse_flags(argv, known_only))
 
 
-def _parse_flags(argv):
+def _parse_flags(argv, known_only=False):
   """absl's parser, but a bad flag is one line that lists the command's own flags."""
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(argv, known_only=known_only)
   except flags.Error as e:
     own = sorted(f.name for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
                  if not module.startswith("absl.") for f in module_flags)
