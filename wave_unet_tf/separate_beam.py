@@ -14,10 +14,12 @@ as `wave-unet-separate` and exits 1 when a song failed. Flags this command does 
 FnApiRunner, ``--direct_num_workers`` processes (default 1), which needs no network.
 """
 
+import contextlib
 import json
 import os
 import re
 import sys
+import tempfile
 import time
 
 from absl import flags
@@ -40,11 +42,12 @@ FLAGS = flags.FLAGS
 def main(argv):
   options = outputs.from_flags(FLAGS)
   separation_flags.check_flags(FLAGS)
-  from wave_unet_tf.runtime import quiet_terminal, debugging
+  from wave_unet_tf.runtime import debugging, quiet_terminal
   if not debugging():
     quiet_terminal()  # before Beam is imported: its import logs warnings
   import logging
-  logging.getLogger().setLevel(logging.DEBUG if debugging() else logging.ERROR)
+  if not debugging():  # errors are this command's lines; Beam would log each with its traceback too
+    logging.getLogger().setLevel(logging.CRITICAL)
   from wave_unet_tf.batch import pipeline, songs
   try:
     beam_options = pipeline.pipeline_options(argv[1:])
@@ -64,8 +67,9 @@ def main(argv):
   beam_pipeline = beam.Pipeline(options=beam_options)
   pipeline.build(beam_pipeline, pattern, job)
   try:
-    result = beam_pipeline.run()
-    result.wait_until_finish()
+    with _worker_output_aside(debugging()):
+      result = beam_pipeline.run()
+      result.wait_until_finish()
   except Exception as e:  # a worker that could not start (the model), a runner that failed
     if debugging():
       raise
@@ -82,6 +86,25 @@ def main(argv):
   if summary["failed"]:
     raise RuntimeError(f"{summary['failed']} of {sum(summary.values())} input(s) failed; "
                        f"see {songs.join(FLAGS.output_dir, songs.REPORT)}")
+
+
+@contextlib.contextmanager
+def _worker_output_aside(debugging):
+  """Local worker processes inherit file descriptor 2 and log their start, end and every error's traceback
+  there: while the pipeline runs it is a temporary file (this command reports the errors in its own lines).
+  The command's own lines go to the real stderr (`runtime.quiet_terminal` keeps it apart)."""
+  if debugging:
+    yield
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as log:
+    os.dup2(log.fileno(), 2)
+    try:
+      yield
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
 
 
 def _check_input(pattern):
@@ -125,7 +148,7 @@ def _worker_error(error):
   text = str(error)
   found = re.findall(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$", text, re.MULTILINE)
   if found:
-    return _one_line(found[-1][1])
+    return _one_line(re.sub(r" \[while running '[^']*'\]$", "", found[-1][1]))
   return _one_line(text.strip().splitlines()[0] if text.strip() else type(error).__name__)
 
 

@@ -115,34 +115,37 @@ def output_key(track: str, options: outputs.OutputOptions) -> str:
   return posixpath.normpath(options.filename.format(track=track, stem="\0", ext=options.codec))
 
 
+class ModelError(Exception):
+  """The model cannot be loaded or cannot write the stems asked for: the job's error, not a song's."""
+
+
 class Worker:
   """The model of one worker process and the songs it separates, one at a time (TensorFlow already uses the
-  threads it was given; a second song at once would only double the memory)."""
+  threads it was given; a second song at once would only double the memory). The model is loaded with the
+  first song that needs it: a re-run that finds every song finished starts no TensorFlow."""
 
   def __init__(self, job: Job):
-    from wave_unet_tf import runtime
     self.job = job
-    runtime.configure(compile_cache=job.compile_cache if job.jit_compile else None)
-    self.threads = fit_threads(job)
-    import tensorflow as tf
-    try:
-      tf.config.threading.set_intra_op_parallelism_threads(self.threads)
-      tf.config.threading.set_inter_op_parallelism_threads(self.threads)
-    except RuntimeError:  # TensorFlow already ran in this process (an in-process runner): its threads stay
-      pass
-    from wave_unet_tf.runtime import use_device
-    from wave_unet_tf.separation import Separator
-    use_device(job.device)
-    with _local_model(job.model) as model:
-      self.separator = Separator(model, window_seconds=job.window_seconds, batch_size=job.batch_size,
-                                 jit_compile=job.jit_compile)
-    self.stems = job.options.stem_sources(self.separator.source_names)
     self.settings = job.settings()
+    self.separator, self.stems, self.threads = None, None, None
     self._options = dataclasses.replace(job.options, skip_existing=False)
-    self._lock = threading.Lock()
+    self._lock = threading.RLock()
+
+  def load(self):
+    """Loads the model once (`ModelError` when it cannot be, or lacks a stem asked for)."""
+    with self._lock:
+      if self.separator is None:
+        try:
+          self.separator = _load_separator(self.job)
+          self.stems = self.job.options.stem_sources(self.separator.source_names)
+        except Exception as e:
+          self.separator = None
+          raise ModelError(" ".join(str(e).split()) or type(e).__name__) from None
+        self.threads = fit_threads(self.job)
 
   def outputs(self, track: str) -> Dict[str, str]:
     """``{stem: final path}`` of a song."""
+    self.load()
     relative = self.job.options.paths("", track, self.stems)
     return {stem: join(self.job.output_dir, path.replace(os.sep, "/")) for stem, path in relative.items()}
 
@@ -151,9 +154,12 @@ class Worker:
 
   def separate(self, path: str, track: str) -> Optional[float]:
     """Separates the song at ``path`` into its outputs; returns its seconds of audio, or None when it was
-    finished already. Raises `AudioError`/`ValueError`/`OSError` naming ``path``."""
-    finals, marker = self.outputs(track), self.marker(track)
-    if self._finished(path, finals, marker):
+    finished already. Raises `AudioError`/`ValueError`/`OSError` naming ``path``, `ModelError`."""
+    marker = self.marker(track)
+    if self._marked_finished(path, marker):
+      return None
+    finals = self.outputs(track)
+    if self.job.options.skip_existing and all(FileSystems.exists(p) for p in finals.values()):
       return None
     with tempfile.TemporaryDirectory(prefix="wave-unet-beam-") as stage:
       local = path if is_local(path) else _stage_input(path, stage)
@@ -172,9 +178,8 @@ class Worker:
     _publish_bytes(json.dumps(record, indent=1).encode(), marker)  # last: the song is finished
     return seconds
 
-  def _finished(self, path, finals, marker):
-    if self.job.options.skip_existing and all(FileSystems.exists(p) for p in finals.values()):
-      return True
+  def _marked_finished(self, path, marker):
+    """The marker names this input, these settings, and outputs that are all there."""
     try:
       if not FileSystems.exists(marker):
         return False
@@ -182,8 +187,27 @@ class Worker:
         record = json.loads(f.read())
     except (OSError, ValueError):  # unreadable: the song is separated again, the marker rewritten
       return False
-    return (isinstance(record, dict) and record.get("input") == path and record.get("outputs") == finals
-            and record.get("settings") == self.settings and all(FileSystems.exists(p) for p in finals.values()))
+    return (isinstance(record, dict) and record.get("input") == path and record.get("settings") == self.settings
+            and isinstance(record.get("outputs"), dict) and record["outputs"]
+            and all(FileSystems.exists(p) for p in record["outputs"].values()))
+
+
+def _load_separator(job):
+  """The job's `Separator`, TensorFlow started as the commands start it, with `fit_threads` threads."""
+  from wave_unet_tf import runtime
+  runtime.configure(compile_cache=job.compile_cache if job.jit_compile else None)
+  import tensorflow as tf
+  threads = fit_threads(job)
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+  except RuntimeError:  # TensorFlow already ran in this process (an in-process runner): its threads stay
+    pass
+  from wave_unet_tf.separation import Separator
+  runtime.use_device(job.device)
+  with _local_model(job.model) as model:
+    return Separator(model, window_seconds=job.window_seconds, batch_size=job.batch_size,
+                     jit_compile=job.jit_compile)
 
 
 def fit_threads(job: Job) -> int:
