@@ -144,7 +144,7 @@ def processes_per_machine(options: PipelineOptions) -> Optional[int]:
   if runner in ("DataflowRunner", "TestDataflowRunner"):
     experiments = options.view_as(DebugOptions).experiments or []
     return 1 if "no_use_multiple_sdk_containers" in experiments else None
-  return options.view_as(PortableOptions).sdk_worker_parallelism or None
+  return int(options.view_as(PortableOptions).sdk_worker_parallelism or 0) or None
 
 
 def counters(result) -> dict:

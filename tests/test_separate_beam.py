@@ -1,0 +1,226 @@
+"""wave-unet-separate-beam end to end on Beam's FnApiRunner with two worker processes (loopback only)."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+import wave_unet_tf as wut
+from conftest import assert_quiet
+
+pytest.importorskip("apache_beam")
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+UNUSED_MODEL = "never-loaded.keras"  # the checks before the pipeline runs
+TWO_PROCESSES = ("--direct_num_workers=2", "--direct_running_mode=multi_processing")
+
+
+def command(module, *args):
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user runs it
+  return [sys.executable, "-m", f"wave_unet_tf.{module}", *map(str, args)], dict(cwd=PROJECT_ROOT, env=env)
+
+
+def run(module, *args):
+  argv, kwargs = command(module, *args)
+  return subprocess.run(argv, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def song(seconds, rate, channels, seed):
+  return np.random.default_rng(seed).uniform(-0.4, 0.4, (int(seconds * rate), channels)).astype(np.float32)
+
+
+def stems_under(folder):
+  return sorted(p for p in pathlib.Path(folder).rglob("*.wav") if not p.name.startswith("."))
+
+
+def file_states(folder):
+  return {str(p): (p.stat().st_ino, p.stat().st_mtime_ns) for p in pathlib.Path(folder).rglob("*")
+          if p.is_file() and p.name != "failures.jsonl"}
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+  from wave_unet_tf.model.saving import save_model
+  config = wut.get_preset("M5").replace(num_layers=4, num_initial_filters=4, sample_rate=16000)
+  return save_model(wut.build_model(config), str(tmp_path_factory.mktemp("model") / "tiny.keras"))
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory, model_path):
+  """Good, damaged and empty songs and two songs of one name; separated once by the Beam pipeline (then
+  again, to see it skip) and once by wave-unet-separate."""
+  root = tmp_path_factory.mktemp("catalogue")
+  songs = root / "songs"
+  (songs / "live").mkdir(parents=True)
+  soundfile.write(str(songs / "stereo.wav"), song(1.0, 44100, 2, 0), 44100)
+  soundfile.write(str(songs / "live" / "mono.flac"), song(0.7, 22050, 1, 1), 22050)
+  soundfile.write(str(songs / "twin.flac"), song(0.4, 16000, 2, 2), 16000)
+  soundfile.write(str(songs / "twin.wav"), song(0.4, 16000, 2, 3), 16000)
+  (songs / "damaged.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00garbage")
+  soundfile.write(str(songs / "empty.wav"), np.zeros((0, 2), np.float32), 44100)
+  (songs / "notes.txt").write_text("not audio: left out of the glob's songs")
+  flags = ("--model", model_path, "--window_seconds", "0.5")
+  beam_out, separate_out = root / "beam", root / "separate"
+  first = run("separate_beam", f"--input={songs}/**", f"--output_dir={beam_out}", *flags, *TWO_PROCESSES)
+  states = file_states(beam_out)
+  second = run("separate_beam", f"--input={songs}/**", f"--output_dir={beam_out}", *flags, *TWO_PROCESSES)
+  reference = run("separate", "--output_dir", separate_out, "--progress=false", *flags, songs)
+  return dict(songs=songs, beam=beam_out, separate=separate_out, first=first, second=second,
+              states_after_first=states, reference=reference)
+
+
+@pytest.mark.slow
+def test_stems_equal_wave_unet_separate(catalogue):
+  assert catalogue["reference"].returncode == 1, catalogue["reference"].stderr  # damaged, empty, a twin
+  expected = stems_under(catalogue["separate"])
+  assert len(expected) == 6
+  for reference in expected:
+    relative = reference.relative_to(catalogue["separate"])
+    ours, rate = soundfile.read(str(catalogue["beam"] / relative), always_2d=True)
+    theirs, reference_rate = soundfile.read(str(reference), always_2d=True)
+    assert rate == reference_rate and ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, atol=1e-6, err_msg=str(relative))
+  assert [p.relative_to(catalogue["beam"]) for p in stems_under(catalogue["beam"])] == \
+      [p.relative_to(catalogue["separate"]) for p in expected]
+
+
+@pytest.mark.slow
+def test_bad_songs_are_reported_and_the_rest_separated(catalogue):
+  result, songs = catalogue["first"], catalogue["songs"]
+  assert result.returncode == 1, result.stderr
+  assert result.stdout.splitlines()[-1] == "3 separated, 0 skipped, 3 failed", result.stdout
+  report = [json.loads(line) for line in (catalogue["beam"] / "failures.jsonl").read_text().splitlines()]
+  errors = {entry["path"]: entry["error"] for entry in report}
+  assert set(errors) == {str(songs / "damaged.wav"), str(songs / "empty.wav"), str(songs / "twin.wav")}
+  assert "no audio samples" in errors[str(songs / "empty.wav")]
+  assert errors[str(songs / "damaged.wav")].startswith(f"{songs / 'damaged.wav'}: ")
+  assert f"written from {songs / 'twin.flac'}" in errors[str(songs / "twin.wav")]
+  lines = result.stderr.splitlines()
+  for path, error in errors.items():  # each said as wave-unet-separate says it
+    assert f"separate_beam.py: error: {error}" in lines
+  assert lines[-1] == f"separate_beam.py: error: 3 of 6 input(s) failed; see {catalogue['beam'] / 'failures.jsonl'}"
+  assert_quiet(result.stdout, result.stderr)
+  assert "Traceback" not in result.stderr
+  assert not (catalogue["beam"] / "damaged").exists() and not (catalogue["beam"] / "empty").exists()
+  assert not list(catalogue["beam"].rglob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_a_rerun_skips_finished_songs_and_rewrites_nothing(catalogue):
+  result = catalogue["second"]
+  assert result.returncode == 1, result.stderr
+  assert result.stdout.splitlines()[-1] == "0 separated, 3 skipped, 3 failed", result.stdout
+  assert file_states(catalogue["beam"]) == catalogue["states_after_first"]
+  markers = sorted(p.relative_to(catalogue["beam"] / ".separated")
+                   for p in (catalogue["beam"] / ".separated").rglob("*.json"))
+  assert [str(m) for m in markers] == ["live/mono.json", "stereo.json", "twin.json"]
+
+
+@pytest.mark.slow
+def test_killed_run_is_finished_by_the_next_with_no_partial_file(tmp_path, model_path):
+  songs, out = tmp_path / "songs", tmp_path / "out"
+  songs.mkdir()
+  lengths = {}
+  for i in range(8):
+    soundfile.write(str(songs / f"song{i}.wav"), song(2.0 + 0.25 * i, 32000, 2, 10 + i), 32000)
+    lengths[f"song{i}"] = int((2.0 + 0.25 * i) * 32000)
+  argv, kwargs = command("separate_beam", f"--input={songs}/*.wav", f"--output_dir={out}", "--model", model_path,
+                         "--window_seconds", "0.5", *TWO_PROCESSES)
+  process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kwargs)
+  try:
+    while process.poll() is None and not list((out / ".separated").glob("*.json")):
+      time.sleep(0.01)  # polling for the event: the first finished song
+    finished_before_kill = process.poll() is not None
+    os.killpg(process.pid, signal.SIGKILL)  # the command and its worker processes
+  finally:
+    process.communicate(timeout=60)
+  if finished_before_kill:
+    pytest.fail("the run ended before its first song was marked finished")
+
+  def assert_whole_stems():
+    for stem in stems_under(out):  # every file under a final name is whole
+      data, _ = soundfile.read(str(stem), always_2d=True)
+      assert data.shape == (lengths[stem.parent.name], 2), stem
+
+  assert_whole_stems()
+  marked = len(list((out / ".separated").glob("*.json")))
+  assert marked < 8
+  result = run("separate_beam", f"--input={songs}/*.wav", f"--output_dir={out}", "--model", model_path,
+               "--window_seconds", "0.5", *TWO_PROCESSES)
+  assert result.returncode == 0, result.stderr
+  separated, skipped = (int(result.stdout.splitlines()[-1].split(", ")[i].split()[0]) for i in (0, 1))
+  assert skipped >= marked and separated + skipped == 8, result.stdout
+  assert len(stems_under(out)) == 16 and len(list((out / ".separated").glob("*.json"))) == 8
+  assert_whole_stems()
+  assert not list(out.rglob(".tmp-*")), "a temporary file left"
+
+
+def test_read_only_output_folder_is_one_clear_error(tmp_path):
+  songs = tmp_path / "songs"
+  songs.mkdir()
+  soundfile.write(str(songs / "a.wav"), song(0.2, 16000, 2, 0), 16000)
+  folder = tmp_path / "read_only"
+  folder.mkdir()
+  if os.geteuid() == 0:  # root writes through permissions: a read-only mount stops it
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+      pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip()}")
+  else:
+    folder.chmod(0o555)
+  try:
+    result = run("separate_beam", f"--input={songs}/*.wav", f"--output_dir={folder}/out", "--model", UNUSED_MODEL)
+  finally:
+    if os.geteuid() == 0:
+      subprocess.run(["umount", "-l", str(folder)], check=True)
+    else:
+      folder.chmod(0o755)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f"separate_beam.py: error: --output_dir {folder}/out: not writable "
+      f"({'Read-only file system' if os.geteuid() == 0 else 'Permission denied'})"], result.stderr
+  assert result.stdout == ""
+
+
+def test_flags_beam_does_not_know_either_are_refused(tmp_path):
+  result = run("separate_beam", f"--input={tmp_path}/*.wav", f"--output_dir={tmp_path}/out", "--model", UNUSED_MODEL,
+               "--project=p", "--no_such_flag=1")
+  assert result.returncode == 1
+  assert result.stderr.strip() == ("separate_beam.py: error: unknown flag --no_such_flag (neither this command's "
+                                   "nor Beam's; see --helpfull and Beam's pipeline options)")
+  result = run("separate_beam", f"--input={tmp_path}/*.wav", f"--output_dir={tmp_path}/out", "--model", UNUSED_MODEL)
+  assert result.stderr.strip() == f"separate_beam.py: error: --input={tmp_path}/*.wav: matches no files"
+
+
+def test_names_and_runner_options():
+  from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+  from wave_unet_tf.batch import pipeline, songs
+  from wave_unet_tf.separation.outputs import OutputOptions
+  assert songs.glob_base("gs://bucket/music/**/*.flac") == "gs://bucket/music/"
+  assert songs.track_of("gs://bucket/music/live/a.stem.mp4", "gs://bucket/music/") == "live/a"
+  assert songs.is_song("/m/a.flac", "/m/", "/out") and not songs.is_song("/m/.a.flac", "/m/", "/out")
+  assert not songs.is_song("/m/out/a/vocals.wav", "/m/", "/m/out") and not songs.is_song("/m/a.txt", "/m/", "/o")
+  assert songs.output_key("a", OutputOptions()) != songs.output_key("b", OutputOptions())
+  assert songs.output_key("a", OutputOptions(filename="{stem}.{ext}")) == \
+      songs.output_key("b", OutputOptions(filename="{stem}.{ext}"))
+
+  local = pipeline.pipeline_options(["--direct_num_workers=2"])
+  assert local.view_as(StandardOptions).runner == pipeline.LOCAL_RUNNER
+  assert local.view_as(DirectOptions).direct_running_mode == "multi_processing"
+  assert pipeline.processes_per_machine(local) == 2
+  assert songs.fit_threads(songs.Job("m", "o", processes_per_machine=2)) == \
+      max(1, len(os.sched_getaffinity(0)) // 2)
+  assert songs.fit_threads(songs.Job("m", "o", threads=3)) == 3
+  dataflow = pipeline.pipeline_options(["--runner=DataflowRunner", "--experiments=no_use_multiple_sdk_containers"])
+  assert pipeline.processes_per_machine(dataflow) == 1
+  assert pipeline.processes_per_machine(pipeline.pipeline_options(["--runner=DataflowRunner"])) is None
+  assert pipeline.processes_per_machine(pipeline.pipeline_options(["--runner=FlinkRunner",
+                                                                   "--sdk_worker_parallelism=4"])) == 4
