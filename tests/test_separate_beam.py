@@ -52,50 +52,79 @@ def model_path(tmp_path_factory):
   return save_model(wut.build_model(config), str(tmp_path_factory.mktemp("model") / "tiny.keras"))
 
 
+GOOD = {"stereo": (1.0, 44100, 2), "live/mono": (0.7, 22050, 1), "twin": (0.4, 16000, 2),
+        **{f"more{i}": (1.5, 32000, 2) for i in range(4)}}
+
+
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory, model_path):
-  """Good, damaged and empty songs and two songs of one name; separated once by the Beam pipeline (then
-  again, to see it skip) and once by wave-unet-separate."""
+  """Good, damaged and empty songs and two songs of one name, separated by the Beam pipeline three times: a
+  run killed (SIGKILL, the command and its workers) when its first song is marked finished, a run that
+  finishes the job, and a re-run; then by wave-unet-separate."""
   root = tmp_path_factory.mktemp("catalogue")
   songs = root / "songs"
   (songs / "live").mkdir(parents=True)
-  soundfile.write(str(songs / "stereo.wav"), song(1.0, 44100, 2, 0), 44100)
-  soundfile.write(str(songs / "live" / "mono.flac"), song(0.7, 22050, 1, 1), 22050)
-  soundfile.write(str(songs / "twin.flac"), song(0.4, 16000, 2, 2), 16000)
-  soundfile.write(str(songs / "twin.wav"), song(0.4, 16000, 2, 3), 16000)
+  for i, (name, (seconds, rate, channels)) in enumerate(GOOD.items()):
+    soundfile.write(str(songs / f"{name}.{'flac' if name != 'stereo' else 'wav'}"),
+                    song(seconds, rate, channels, i), rate)
+  soundfile.write(str(songs / "twin.wav"), song(0.4, 16000, 2, 99), 16000)  # after twin.flac: would overwrite it
   (songs / "damaged.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00garbage")
   soundfile.write(str(songs / "empty.wav"), np.zeros((0, 2), np.float32), 44100)
-  (songs / "notes.txt").write_text("not audio: left out of the glob's songs")
-  flags = ("--model", model_path, "--window_seconds", "0.5")
-  beam_out, separate_out = root / "beam", root / "separate"
-  first = run("separate_beam", f"--input={songs}/**", f"--output_dir={beam_out}", *flags, *TWO_PROCESSES)
-  states = file_states(beam_out)
-  second = run("separate_beam", f"--input={songs}/**", f"--output_dir={beam_out}", *flags, *TWO_PROCESSES)
-  reference = run("separate", "--output_dir", separate_out, "--progress=false", *flags, songs)
-  return dict(songs=songs, beam=beam_out, separate=separate_out, first=first, second=second,
-              states_after_first=states, reference=reference)
+  (songs / "notes.txt").write_text("not audio: not one of the glob's songs")
+  out = root / "beam"
+  flags = ("--model", model_path, "--window_seconds", "0.5", "--jit_compile=false")
+  beam_args = (f"--input={songs}/**", f"--output_dir={out}", *flags, *TWO_PROCESSES)
+  killed = kill_at_first_marker(out, *beam_args)
+  finished = run("separate_beam", *beam_args)
+  states = file_states(out)
+  rerun = run("separate_beam", *beam_args)
+  reference = run("separate", "--output_dir", root / "separate", "--progress=false", *flags, songs)
+  return dict(songs=songs, beam=out, separate=root / "separate", killed=killed, finished=finished,
+              states_after_finishing=states, rerun=rerun, reference=reference)
+
+
+def kill_at_first_marker(out, *args):
+  """Runs the command until a song's completion marker appears, then kills it and its worker processes;
+  returns the markers and the stems under final names (read whole, or None) at that moment."""
+  argv, kwargs = command("separate_beam", *args)
+  process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kwargs)
+  try:
+    while process.poll() is None and not list((out / ".separated").rglob("*.json")):
+      time.sleep(0.01)  # waiting for the event, not for a time
+    ended_by_itself = process.poll() is not None
+    os.killpg(process.pid, signal.SIGKILL)
+  finally:
+    process.communicate(timeout=60)
+  stems = {}
+  for stem in stems_under(out):
+    try:
+      stems[stem] = soundfile.read(str(stem), always_2d=True)[0].shape
+    except RuntimeError:  # unreadable: a partial file
+      stems[stem] = None
+  return dict(ended_by_itself=ended_by_itself, markers=list((out / ".separated").rglob("*.json")), stems=stems)
 
 
 @pytest.mark.slow
 def test_stems_equal_wave_unet_separate(catalogue):
   assert catalogue["reference"].returncode == 1, catalogue["reference"].stderr  # damaged, empty, a twin
   expected = stems_under(catalogue["separate"])
-  assert len(expected) == 6
+  assert len(expected) == 2 * len(GOOD)
+  assert [p.relative_to(catalogue["beam"]) for p in stems_under(catalogue["beam"])] == \
+      [p.relative_to(catalogue["separate"]) for p in expected]
   for reference in expected:
     relative = reference.relative_to(catalogue["separate"])
     ours, rate = soundfile.read(str(catalogue["beam"] / relative), always_2d=True)
     theirs, reference_rate = soundfile.read(str(reference), always_2d=True)
     assert rate == reference_rate and ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, atol=1e-6, err_msg=str(relative))
-  assert [p.relative_to(catalogue["beam"]) for p in stems_under(catalogue["beam"])] == \
-      [p.relative_to(catalogue["separate"]) for p in expected]
 
 
 @pytest.mark.slow
 def test_bad_songs_are_reported_and_the_rest_separated(catalogue):
-  result, songs = catalogue["first"], catalogue["songs"]
+  result, songs = catalogue["finished"], catalogue["songs"]
   assert result.returncode == 1, result.stderr
-  assert result.stdout.splitlines()[-1] == "3 separated, 0 skipped, 3 failed", result.stdout
+  separated, skipped, failed = result.stdout.splitlines()[-1].split(", ")
+  assert failed == "3 failed" and int(separated.split()[0]) + int(skipped.split()[0]) == len(GOOD), result.stdout
   report = [json.loads(line) for line in (catalogue["beam"] / "failures.jsonl").read_text().splitlines()]
   errors = {entry["path"]: entry["error"] for entry in report}
   assert set(errors) == {str(songs / "damaged.wav"), str(songs / "empty.wav"), str(songs / "twin.wav")}
@@ -103,63 +132,37 @@ def test_bad_songs_are_reported_and_the_rest_separated(catalogue):
   assert errors[str(songs / "damaged.wav")].startswith(f"{songs / 'damaged.wav'}: ")
   assert f"written from {songs / 'twin.flac'}" in errors[str(songs / "twin.wav")]
   lines = result.stderr.splitlines()
-  for path, error in errors.items():  # each said as wave-unet-separate says it
+  for error in errors.values():  # each said as wave-unet-separate says it
     assert f"separate_beam.py: error: {error}" in lines
-  assert lines[-1] == f"separate_beam.py: error: 3 of 6 input(s) failed; see {catalogue['beam'] / 'failures.jsonl'}"
+  assert lines[-1] == (f"separate_beam.py: error: 3 of {len(GOOD) + 3} input(s) failed; "
+                       f"see {catalogue['beam'] / 'failures.jsonl'}")
   assert_quiet(result.stdout, result.stderr)
   assert "Traceback" not in result.stderr
   assert not (catalogue["beam"] / "damaged").exists() and not (catalogue["beam"] / "empty").exists()
-  assert not list(catalogue["beam"].rglob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_killed_run_is_finished_by_the_next_with_no_partial_file(catalogue):
+  killed = catalogue["killed"]
+  assert not killed["ended_by_itself"], "the run ended before its first song was marked finished"
+  assert 1 <= len(killed["markers"]) < len(GOOD)
+  for stem, shape in killed["stems"].items():  # what the kill left under final names is whole
+    seconds, rate, channels = GOOD[str(stem.parent.relative_to(catalogue["beam"]))]
+    assert shape == (int(seconds * rate), channels), stem
+  skipped = int(catalogue["finished"].stdout.splitlines()[-1].split(", ")[1].split()[0])
+  assert skipped >= len(killed["markers"])
+  assert not list(catalogue["beam"].rglob(".tmp-*")), "a temporary file left"
 
 
 @pytest.mark.slow
 def test_a_rerun_skips_finished_songs_and_rewrites_nothing(catalogue):
-  result = catalogue["second"]
+  result = catalogue["rerun"]
   assert result.returncode == 1, result.stderr
-  assert result.stdout.splitlines()[-1] == "0 separated, 3 skipped, 3 failed", result.stdout
-  assert file_states(catalogue["beam"]) == catalogue["states_after_first"]
-  markers = sorted(p.relative_to(catalogue["beam"] / ".separated")
-                   for p in (catalogue["beam"] / ".separated").rglob("*.json"))
-  assert [str(m) for m in markers] == ["live/mono.json", "stereo.json", "twin.json"]
-
-
-@pytest.mark.slow
-def test_killed_run_is_finished_by_the_next_with_no_partial_file(tmp_path, model_path):
-  songs, out = tmp_path / "songs", tmp_path / "out"
-  songs.mkdir()
-  lengths = {}
-  for i in range(8):
-    soundfile.write(str(songs / f"song{i}.wav"), song(2.0 + 0.25 * i, 32000, 2, 10 + i), 32000)
-    lengths[f"song{i}"] = int((2.0 + 0.25 * i) * 32000)
-  argv, kwargs = command("separate_beam", f"--input={songs}/*.wav", f"--output_dir={out}", "--model", model_path,
-                         "--window_seconds", "0.5", *TWO_PROCESSES)
-  process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kwargs)
-  try:
-    while process.poll() is None and not list((out / ".separated").glob("*.json")):
-      time.sleep(0.01)  # polling for the event: the first finished song
-    finished_before_kill = process.poll() is not None
-    os.killpg(process.pid, signal.SIGKILL)  # the command and its worker processes
-  finally:
-    process.communicate(timeout=60)
-  if finished_before_kill:
-    pytest.fail("the run ended before its first song was marked finished")
-
-  def assert_whole_stems():
-    for stem in stems_under(out):  # every file under a final name is whole
-      data, _ = soundfile.read(str(stem), always_2d=True)
-      assert data.shape == (lengths[stem.parent.name], 2), stem
-
-  assert_whole_stems()
-  marked = len(list((out / ".separated").glob("*.json")))
-  assert marked < 8
-  result = run("separate_beam", f"--input={songs}/*.wav", f"--output_dir={out}", "--model", model_path,
-               "--window_seconds", "0.5", *TWO_PROCESSES)
-  assert result.returncode == 0, result.stderr
-  separated, skipped = (int(result.stdout.splitlines()[-1].split(", ")[i].split()[0]) for i in (0, 1))
-  assert skipped >= marked and separated + skipped == 8, result.stdout
-  assert len(stems_under(out)) == 16 and len(list((out / ".separated").glob("*.json"))) == 8
-  assert_whole_stems()
-  assert not list(out.rglob(".tmp-*")), "a temporary file left"
+  assert result.stdout.splitlines()[-1] == f"0 separated, {len(GOOD)} skipped, 3 failed", result.stdout
+  assert file_states(catalogue["beam"]) == catalogue["states_after_finishing"]
+  markers = (catalogue["beam"] / ".separated").rglob("*.json")
+  assert sorted(str(p.relative_to(catalogue["beam"] / ".separated"))[:-len(".json")] for p in markers) == \
+      sorted(GOOD)
 
 
 def test_read_only_output_folder_is_one_clear_error(tmp_path):
