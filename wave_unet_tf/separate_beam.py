@@ -37,6 +37,7 @@ flags.DEFINE_integer("threads", 0, "TensorFlow threads per worker process (0: th
                      "worker processes on its machine).", lower_bound=0)
 flags.mark_flag_as_required("input")
 FLAGS = flags.FLAGS
+SHOWN_FAILURES = 100  # failed songs said on the terminal; the report lists them all
 
 
 def main(argv):
@@ -76,8 +77,11 @@ def main(argv):
     raise RuntimeError(f"the pipeline failed: {_worker_error(e)}") from None
   elapsed = time.perf_counter() - start
   counts = pipeline.counters(result)
-  for failure in _read_report(songs.join(output_dir, songs.REPORT)):
+  failures = _read_report(songs.join(output_dir, songs.REPORT))
+  for failure in failures[:SHOWN_FAILURES]:
     print(f"{os.path.basename(sys.argv[0])}: error: {failure['error']}", file=sys.stderr, flush=True)
+  if len(failures) > SHOWN_FAILURES:
+    print(f"{os.path.basename(sys.argv[0])}: ... and {len(failures) - SHOWN_FAILURES} more", file=sys.stderr)
   seconds = counts["audio_milliseconds"] / 1000
   print(f"{FLAGS.input} -> {FLAGS.output_dir} ({seconds:.1f} s of audio in {elapsed:.1f} s, "
         f"{seconds / max(elapsed, 1e-9):.1f}x real time)", flush=True)
