@@ -1,5 +1,6 @@
 """wave-unet-separate-beam end to end on Beam's FnApiRunner with two worker processes (loopback only)."""
 
+import gc
 import json
 import os
 import pathlib
@@ -227,3 +228,75 @@ def test_names_and_runner_options():
   assert pipeline.processes_per_machine(pipeline.pipeline_options(["--runner=DataflowRunner"])) is None
   assert pipeline.processes_per_machine(pipeline.pipeline_options(["--runner=FlinkRunner",
                                                                    "--sdk_worker_parallelism=4"])) == 4
+
+
+@pytest.fixture
+def remote_filesystem(tmp_path):
+  """``remote://`` paths: a Beam filesystem (any subclass of Beam's FileSystem is found by its scheme) kept in
+  a local folder, standing in for gs:// or s3://."""
+  from apache_beam.io.filesystem import MatchResult
+  from apache_beam.io.localfilesystem import LocalFileSystem
+
+  root = str(tmp_path / "remote")
+
+  class RemoteFileSystem(LocalFileSystem):
+    @classmethod
+    def scheme(cls):
+      return "remote"
+
+    def _local(self, path):
+      return os.path.join(root, path[len("remote://"):])
+
+    def join(self, base, *paths):
+      return "/".join([base.rstrip("/"), *paths])
+
+    def create(self, path, *args, **kwargs):
+      return super().create(self._local(path), *args, **kwargs)
+
+    def open(self, path, *args, **kwargs):
+      return super().open(self._local(path), *args, **kwargs)
+
+    def exists(self, path):
+      return super().exists(self._local(path))
+
+    def rename(self, sources, destinations):
+      return super().rename([self._local(p) for p in sources], [self._local(p) for p in destinations])
+
+    def delete(self, paths):
+      return super().delete([self._local(p) for p in paths])
+
+    def match(self, patterns, limits=None):
+      results = super().match([self._local(p) for p in patterns], limits)
+      for result in results:
+        for metadata in result.metadata_list:
+          metadata.path = "remote://" + os.path.relpath(metadata.path, root)
+      return [MatchResult(p, r.metadata_list) for p, r in zip(patterns, results)]
+
+  yield pathlib.Path(root)
+  del RemoteFileSystem  # Beam finds filesystems among FileSystem's live subclasses
+  gc.collect()
+
+
+@pytest.mark.slow
+def test_songs_on_a_remote_filesystem_are_staged_and_published_whole(remote_filesystem, model_path):
+  from wave_unet_tf.audio import AudioError
+  from wave_unet_tf.batch import songs
+  (remote_filesystem / "music").mkdir(parents=True)
+  soundfile.write(str(remote_filesystem / "music" / "a.flac"), song(0.6, 16000, 2, 5), 16000)
+  (remote_filesystem / "music" / "bad.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt junk")
+  job = songs.Job(model=model_path, output_dir="remote://out", window_seconds=0.5, jit_compile=False)
+  worker = songs.Worker(job)
+  assert worker.separate("remote://music/a.flac", "a") == pytest.approx(0.6)
+  assert worker.outputs("a") == {s: f"remote://out/a/{s}.wav" for s in ("accompaniment", "vocals")}
+  expected = wut.Separator(model_path, window_seconds=0.5, jit_compile=False).separate(
+      soundfile.read(str(remote_filesystem / "music" / "a.flac"), dtype="float32")[0], 16000)
+  for source in ("accompaniment", "vocals"):
+    np.testing.assert_allclose(soundfile.read(str(remote_filesystem / "out" / "a" / f"{source}.wav"))[0],
+                               expected[source], atol=1e-5)
+  marker = json.loads((remote_filesystem / "out" / ".separated" / "a.json").read_text())
+  assert marker["input"] == "remote://music/a.flac" and marker["outputs"] == worker.outputs("a")
+  assert worker.separate("remote://music/a.flac", "a") is None  # finished: skipped
+  with pytest.raises(AudioError, match=r"^remote://music/bad\.wav: "):  # named as the user named it
+    worker.separate("remote://music/bad.wav", "bad")
+  assert sorted(p.name for p in (remote_filesystem / "out").rglob("*")) == \
+      sorted([".separated", "a", "a.json", "accompaniment.wav", "vocals.wav"])  # no temporaries left
