@@ -28,8 +28,8 @@ from wave_unet_tf import cli, separation_flags
 from wave_unet_tf.separation import outputs
 
 flags.DEFINE_string("input", None, "The songs: a glob on any Beam filesystem (local, gs://, s3://, azfs:// with "
-                    "Beam's extras); ** crosses folders. Audio files only; hidden files and --output_dir are "
-                    "left out.")
+                    "Beam's extras); ** crosses folders, a folder means every file below it. Audio files only; "
+                    "hidden files and --output_dir are left out.")
 separation_flags.define_flags()
 for module in (separation_flags, outputs):
   flags.adopt_module_key_flags(module)  # so --help lists them with the command's own
@@ -55,6 +55,8 @@ def main(argv):
   except ValueError as e:
     raise cli.UsageError(str(e)) from None
   pattern, output_dir = songs.absolute(FLAGS.input), songs.absolute(FLAGS.output_dir)
+  if pattern.endswith("/") or (songs.is_local(pattern) and os.path.isdir(pattern)):
+    pattern = pattern.rstrip("/") + "/**"  # a folder: the audio files below it
   _check_input(pattern)
   _check_writable(output_dir)
   job = songs.Job(model=FLAGS.model, output_dir=output_dir, options=options, offset=FLAGS.offset,
