@@ -140,7 +140,7 @@ def main(_):
 
     if beam is None:
       return
-    vcpu_hours = 2 / (FLAGS.songs * FLAGS.seconds / beam)  # two vCPUs for the measured time per second of audio, per hour of audio
+    vcpu_hours = 2 * beam / (FLAGS.songs * FLAGS.seconds)  # two vCPUs this long per second (or hour) of audio
     cost = vcpu_hours * (FLAGS.vcpu_hour_usd + FLAGS.gb_per_vcpu * FLAGS.gb_hour_usd)
     print(f"cost of one hour of audio at this speed: {vcpu_hours:.2f} vCPU-hours, ${cost:.3f} on Dataflow's batch "
           f"prices (${FLAGS.vcpu_hour_usd}/vCPU-hour, ${FLAGS.gb_hour_usd}/GB-hour, {FLAGS.gb_per_vcpu} GB per vCPU)")
