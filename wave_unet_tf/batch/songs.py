@@ -171,7 +171,7 @@ class Worker:
       except (ValueError, OSError, RuntimeError) as e:
         if local == path:
           raise
-        raise type(e)(str(e).replace(local, path)) from None
+        raise _naming(e, local, path) from None
       for stem, final in finals.items():
         _publish(written[stem], final)
     record = dict(input=path, outputs=finals, seconds=round(seconds, 3), settings=self.settings)
@@ -190,6 +190,15 @@ class Worker:
     return (isinstance(record, dict) and record.get("input") == path and record.get("settings") == self.settings
             and isinstance(record.get("outputs"), dict) and record["outputs"]
             and all(FileSystems.exists(p) for p in record["outputs"].values()))
+
+
+def _naming(error, local, path):
+  """``error`` of the same kind, naming the song as the user named it instead of its local copy."""
+  message = str(error).replace(local, path)
+  for kind in (audio.AudioError, ValueError, OSError):
+    if isinstance(error, kind):
+      return kind(message)
+  return RuntimeError(message)
 
 
 def _load_separator(job):
