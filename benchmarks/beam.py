@@ -120,7 +120,7 @@ def main(_):
   env = dict(os.environ, XDG_CACHE_HOME=os.path.join(work, "cache"))
   try:
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
-    model = _model(work, 24)
+    model = _model(work, 24) if FLAGS.songs or FLAGS.memory_filters == 24 else None
     beam = _throughput(work, model, env) if FLAGS.songs else None
     peaks = {}
     memory_model = model if FLAGS.memory_filters == 24 else _model(work, FLAGS.memory_filters)
