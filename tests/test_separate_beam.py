@@ -1,4 +1,5 @@
-"""wave-unet-separate-beam end to end on Beam's FnApiRunner with two worker processes (loopback only)."""
+"""wave-unet-separate-beam: end to end on Beam's FnApiRunner with two worker processes (loopback only), and its
+parts in process (names, runner options, a remote filesystem, model errors)."""
 
 import gc
 import json
@@ -300,3 +301,19 @@ def test_songs_on_a_remote_filesystem_are_staged_and_published_whole(remote_file
     worker.separate("remote://music/bad.wav", "bad")
   assert sorted(p.name for p in (remote_filesystem / "out").rglob("*")) == \
       sorted([".separated", "a", "a.json", "accompaniment.wav", "vocals.wav"])  # no temporaries left
+
+
+def test_a_model_that_cannot_serve_the_job_is_the_jobs_error_not_a_songs(tmp_path, model_path):
+  from wave_unet_tf.batch import songs
+  from wave_unet_tf.separation.outputs import OutputOptions
+  soundfile.write(str(tmp_path / "a.wav"), song(0.2, 16000, 2, 0), 16000)
+  missing = songs.Worker(songs.Job(model=str(tmp_path / "missing.keras"), output_dir=str(tmp_path / "out")))
+  with pytest.raises(songs.ModelError, match="missing.keras"):
+    missing.separate(str(tmp_path / "a.wav"), "a")
+  no_drums = songs.Worker(songs.Job(model=model_path, output_dir=str(tmp_path / "out"), jit_compile=False,
+                                    options=OutputOptions(stems=("drums",))))
+  with pytest.raises(songs.ModelError, match="--stems=drums: not a source of this model"):
+    no_drums.separate(str(tmp_path / "a.wav"), "a")
+  assert not (tmp_path / "out").exists()
+  from wave_unet_tf.batch.pipeline import SONG_ERRORS
+  assert not issubclass(songs.ModelError, SONG_ERRORS)  # it fails the job: no report line per song
