@@ -18,7 +18,6 @@ current ones for your region) applied to the measured throughput: the vCPU-hours
 """
 
 import os
-import resource
 import shutil
 import subprocess
 import sys
