@@ -33,6 +33,8 @@ def define_model_flags(default=None, help_text=MODEL_HELP):
 def define_model_repo_flag():
   """``--model_repo``, which sets ``$WAVE_UNET_MODEL_REPO`` for the process (see `run`)."""
   # --model_repo is defined here only: every command that takes --model declares it through this function.
+  if "model_repo" in flags.FLAGS:  # two commands' modules in one process (a test, a notebook): one flag
+    return
   flags.DEFINE_string("model_repo", None, f"Where the pretrained models' archive comes from instead of the "
                       f"catalogue's URL: a URL of the release's models.zip, a local models.zip, or a folder holding "
                       f"it or its extracted folders (offline machines, mirrors). Default: ${MODEL_REPO_ENV}.")
@@ -45,9 +47,12 @@ def fetch_named_model(model):
     pretrained.fetch(model)
 
 
-def run(main, groups=()):
+def run(main, groups=(), known_only=False):
   """Runs an absl ``main``; an expected error (bad input, bad flag, I/O) prints ``<command>: error: <message>``
   on one line and exits with status 1. Set ``WAVE_UNET_DEBUG=1`` for the traceback.
+
+  ``known_only``: flags absl does not know are handed to ``main`` in ``argv`` (for another parser, such as
+  Beam's pipeline options, which must then refuse what it does not know either).
 
   ``--help`` prints the docstring of ``main``'s module and the command's flags, in ``groups`` (``((title,
   (flag name, ...)), ...)``) and then the rest, however the command was started (``python -m``, a console
@@ -62,7 +67,7 @@ def run(main, groups=()):
       except BrokenPipeError:  # `--help | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
       sys.exit(0)
-    return _parse_flags(argv)
+    return _parse_flags(argv, known_only)
 
   def guarded(argv):
     if not runtime.debugging():
@@ -142,10 +147,10 @@ def _is_required(flag):  # absl's mark_flag_as_required leaves only this validat
   return any("must have a value other than None" in validator.message for validator in flag.validators)
 
 
-def _parse_flags(argv):
+def _parse_flags(argv, known_only=False):
   """absl's parser, but a bad flag is one line that lists the command's own flags."""
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(argv, known_only=known_only)
   except flags.Error as e:
     own = sorted(f.name for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
                  if not module.startswith("absl.") for f in module_flags)

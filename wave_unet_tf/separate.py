@@ -16,26 +16,13 @@ import time
 
 from absl import flags
 
-from wave_unet_tf import catalogue, cli
+from wave_unet_tf import cli, separation_flags
 from wave_unet_tf.audio import AUDIO_EXTENSIONS
-from wave_unet_tf.runtime import DEVICES
 from wave_unet_tf.separation import outputs
-from wave_unet_tf.separation.separator import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW_SECONDS
 
-cli.define_model_flags(default=catalogue.DEFAULT_MODEL)
-flags.DEFINE_string("output_dir", "separated", "The folder --filename is under.")
-outputs.define_flags()
-flags.adopt_module_key_flags(outputs)  # so --help lists them with the command's own
-flags.DEFINE_float("offset", 0.0, "Separate from this many seconds into each input.", lower_bound=0.0)
-flags.DEFINE_float("duration", None, "Separate at most this many seconds of each input (default: to its end).")
-flags.DEFINE_string("device", "auto", f"Where the model runs: {DEVICES} (auto: a GPU if there is one).")
-flags.DEFINE_float("window_seconds", DEFAULT_WINDOW_SECONDS, "Output audio per forward pass, in seconds. Changes "
-                   "speed and memory, not the result.")
-flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
-flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Windows per forward pass.", lower_bound=1)
-flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA (faster on CPU and GPU).")
-flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
-                    "between runs ('' for none).")
+separation_flags.define_flags()
+for module in (separation_flags, outputs):
+  flags.adopt_module_key_flags(module)  # so --help lists them with the command's own
 flags.DEFINE_bool("progress", True, "Show a progress bar per file.")
 # Real-time streaming: `--block_frames N - --stdout=SOURCE` separates stdin as it comes.
 flags.DEFINE_integer("block_frames", None, "Real-time streaming: samples per block at the model's rate (a "
@@ -124,10 +111,7 @@ def main(argv):
     return _main_live(argv[1:])
   if not argv[1:]:
     raise cli.UsageError("give one or more audio files or folders to separate")
-  if FLAGS.window_seconds <= 0:
-    raise cli.UsageError(f"--window_seconds={FLAGS.window_seconds}: must be positive")
-  if FLAGS.duration is not None and FLAGS.duration <= 0:
-    raise cli.UsageError(f"--duration={FLAGS.duration}: must be positive")
+  separation_flags.check_flags(FLAGS)
   inputs = find_inputs(argv[1:], FLAGS.output_dir)
   if FLAGS.stdout:
     if len(inputs) != 1:
