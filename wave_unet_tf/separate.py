@@ -15,7 +15,7 @@ import time
 
 from absl import flags
 
-from wave_unet_tf import cli
+from wave_unet_tf import cli, precision
 from wave_unet_tf.audio import AUDIO_EXTENSIONS
 from wave_unet_tf.runtime import DEVICES
 from wave_unet_tf.separation import outputs
@@ -33,6 +33,7 @@ flags.DEFINE_float("window_seconds", DEFAULT_WINDOW_SECONDS, "Output audio per f
                    "speed and memory, not the result.")
 flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
 flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Windows per forward pass.", lower_bound=1)
+precision.define_flag()
 flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA (faster on CPU and GPU).")
 flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
                     "between runs ('' for none).")
@@ -134,7 +135,7 @@ def main(argv):
   from wave_unet_tf.separation import Separator
   use_device(FLAGS.device)
   separator = Separator(FLAGS.model, window_seconds=FLAGS.window_seconds, batch_size=FLAGS.batch_size,
-                        jit_compile=FLAGS.jit_compile)
+                        jit_compile=FLAGS.jit_compile, precision=FLAGS.precision)
   if FLAGS.stdout and outputs.sources_of_stem(FLAGS.stdout, separator.source_names) is None:
     raise cli.UsageError(f"--stdout={FLAGS.stdout}: not a source of this model ({', '.join(separator.source_names)}; "
                          f"or no_<source>, the sum of the others)")
@@ -202,11 +203,10 @@ def _main_live(inputs):
                          "and --stdout=SOURCE")
   cli.start_tensorflow(FLAGS.compile_cache if FLAGS.jit_compile else None)
   from wave_unet_tf.runtime import use_device
-  from wave_unet_tf.separation.live import prefer_fast_xla_cpu_runtime, run_live
-  prefer_fast_xla_cpu_runtime()
+  from wave_unet_tf.separation.live import run_live
   use_device(FLAGS.device)
   run_live(FLAGS.model, FLAGS.block_frames, FLAGS.stdout, sys.stdin.buffer, sys.stdout.buffer,
-           jit_compile=FLAGS.jit_compile)
+           jit_compile=FLAGS.jit_compile, precision=FLAGS.precision)
 
 
 def run():
