@@ -74,7 +74,8 @@ def load_tf1_checkpoint(path: str):
 
 
 def model_digest(model) -> str:
-  """sha256 of a `WaveUNet`'s content: its config and every weight (name, shape, dtype, values), in order."""
+  """sha256 of a `WaveUNet`'s content: its config and every weight (shape, dtype, values) in the model's order
+  (not the weights' names, which Keras numbers by how many models a process built)."""
   import json
 
   import numpy as np
@@ -82,7 +83,7 @@ def model_digest(model) -> str:
   digest = hashlib.sha256(json.dumps(model.wave_unet_config.to_dict(), sort_keys=True).encode())
   for weight in model.weights:
     value = np.ascontiguousarray(weight.numpy())
-    digest.update(f"{weight.path}:{value.shape}:{value.dtype};".encode())
+    digest.update(f"{value.shape}:{value.dtype};".encode())
     digest.update(value.tobytes())
   return digest.hexdigest()
 
