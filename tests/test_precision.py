@@ -152,6 +152,7 @@ def test_separate_command_offline_and_live_at_a_precision(fixtures, tmp_path, le
                         f"--output_dir={tmp_path / 'out'}", "--noprogress", tmp_path / "song.wav")
   assert offline.returncode == 0, offline.stderr.decode()[-2000:]
   assert_quiet(offline.stdout.decode(), offline.stderr.decode())
+  assert "INFO: Created TensorFlow Lite" not in offline.stderr.decode()  # LiteRT's line, filtered
   expected = wut.Separator(path, window_seconds=WINDOW_SECONDS, precision=level).separate(mix, rate)
   written, _ = soundfile.read(str(tmp_path / "out" / "song" / "vocals.wav"), dtype="float32")
   np.testing.assert_allclose(written, expected["vocals"], atol=1e-6)
