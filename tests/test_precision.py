@@ -194,3 +194,20 @@ def test_every_command_that_separates_declares_the_same_flag():
   assert values.precision == "int8" and values["precision"].default == "float32"
   with pytest.raises(flags.IllegalFlagValueError):
     values(["prog", "--precision=int4"])
+
+
+def test_tflite_stream_with_host_delay_lines_equals_the_in_process_stream(tmp_path):
+  """The precision streams' TFLite step leaves the long delay lines to the runner (12 levels have them; the
+  tiny models above have none): at float32 weights it streams what the in-process step streams."""
+  from wave_unet_tf.deploy.tflite_stream import TFLiteStreamStep, export_tflite_stream
+  model, _ = checkpoint_model("deep_m5_thin", tmp_path)
+  path = export_tflite_stream(model, str(tmp_path / "stream.tflite"), 4096, host_delays=True)
+  step = TFLiteStreamStep(path)
+  assert len(step._lines) == 5
+  mix, _ = song(model, seconds=1.0, seed=4)
+  outputs = []
+  for stream in (StreamingSeparator(model, block_frames=4096, jit_compile=False), StreamingSeparator(step)):
+    parts = [stream.push(mix[i:i + 1000]) for i in range(0, len(mix), 1000)] + [stream.flush()]
+    outputs.append({k: np.concatenate([p[k] for p in parts]) for k in stream.source_names})
+  for source, value in outputs[0].items():
+    np.testing.assert_allclose(outputs[1][source], value, atol=1e-4)
