@@ -127,7 +127,7 @@ class TFLiteStreamStep:
     inputs = {"mix": np.asarray(mix, np.float32)}
     if self._lines:
       states, recent = states
-      for (name, _), pieces, line in zip(self._lines, self._pieces, range(len(self._lines))):
+      for line, ((name, _), pieces) in enumerate(zip(self._lines, self._pieces)):
         parts = [recent[back - 1][line][:, first:first + count] for back, first, count in pieces]
         inputs[WINDOW + name] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
     inputs.update({name: state for (name, _, _), state in zip(self._states, states)})
