@@ -317,3 +317,20 @@ def test_a_model_that_cannot_serve_the_job_is_the_jobs_error_not_a_songs(tmp_pat
   assert not (tmp_path / "out").exists()
   from wave_unet_tf.batch.pipeline import SONG_ERRORS
   assert not issubclass(songs.ModelError, SONG_ERRORS)  # it fails the job: no report line per song
+
+
+def test_a_worker_at_int8_writes_what_the_separator_at_int8_gives_and_its_marker_says_so(tmp_path, model_path,
+                                                                                          monkeypatch):
+  from wave_unet_tf.batch import songs
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+  soundfile.write(str(tmp_path / "a.wav"), song(0.6, 16000, 2, 7), 16000)
+  job = songs.Job(model=model_path, output_dir=str(tmp_path / "out"), window_seconds=0.5, jit_compile=False,
+                  precision="int8")
+  assert songs.Worker(job).separate(str(tmp_path / "a.wav"), "a") == pytest.approx(0.6)
+  expected = wut.Separator(model_path, window_seconds=0.5, precision="int8").separate(
+      soundfile.read(str(tmp_path / "a.wav"), dtype="float32")[0], 16000)
+  for source in ("accompaniment", "vocals"):
+    np.testing.assert_allclose(soundfile.read(str(tmp_path / "out" / "a" / f"{source}.wav"))[0], expected[source],
+                               atol=1e-6)
+  marker = json.loads((tmp_path / "out" / ".separated" / "a.json").read_text())
+  assert marker["settings"]["precision"] == "int8"

@@ -9,7 +9,7 @@ skipped, so re-running resumes), then prints the summary and saves ``summary.csv
 
 from absl import flags
 
-from wave_unet_tf import cli
+from wave_unet_tf import cli, precision
 
 cli.define_model_flags()
 flags.DEFINE_string("musdb_root", None, "MUSDB18 (.stem.mp4), MUSDB18-HQ or a folder in its layout.")
@@ -26,6 +26,7 @@ flags.DEFINE_list("tracks", None, "Only these track names.")
 flags.DEFINE_float("window_seconds", None, "Output audio per forward pass (default: the separator's).")
 flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
 flags.DEFINE_integer("batch_size", None, "Windows per forward pass (default: the separator's).", lower_bound=1)
+precision.define_flag()
 flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
                     "between runs ('' for none).")
 flags.mark_flag_as_required("musdb_root")
@@ -52,7 +53,8 @@ def main(argv):
   open_tracks(FLAGS.musdb_root, FLAGS.subset, FLAGS.split, FLAGS.is_wav, FLAGS.tracks, FLAGS.split_mode)
   evaluate(FLAGS.model, FLAGS.musdb_root, subset=FLAGS.subset, output_dir=FLAGS.output_dir, split=FLAGS.split,
            is_wav=FLAGS.is_wav, jobs=FLAGS.jobs, baseline=FLAGS.baseline, track_names=FLAGS.tracks,
-           window_seconds=FLAGS.window_seconds, batch_size=FLAGS.batch_size, split_mode=FLAGS.split_mode)
+           window_seconds=FLAGS.window_seconds, batch_size=FLAGS.batch_size, split_mode=FLAGS.split_mode,
+           precision=FLAGS.precision)
 
 
 def run():

@@ -1,5 +1,6 @@
 """The model cache (``$XDG_CACHE_HOME/wave_unet_tf/models``, by default ``~/.cache/wave_unet_tf/models``):
-original TF1 checkpoints converted once, and models downloaded once from ``http(s)://`` URLs.
+original TF1 checkpoints converted once, models downloaded once from ``http(s)://`` URLs, and models
+converted once to another precision (`converted`, keyed by the model's content, the precision and window).
 
 Every entry is written under a temporary name and renamed, so an interrupted conversion or download, or one
 that fails its checksum, leaves nothing in the cache that a later run could take for a model.
@@ -72,6 +73,37 @@ def load_tf1_checkpoint(path: str, preset: str = None):
   model = tf1_checkpoint.convert_tf1_checkpoint(prefix, preset)
   save_model(model, cached)
   return model
+
+
+def model_digest(model) -> str:
+  """sha256 of a `WaveUNet`'s content: its config and every weight (shape, dtype, values) in the model's order
+  (not the weights' names, which Keras numbers by how many models a process built)."""
+  import json
+
+  import numpy as np
+
+  digest = hashlib.sha256(json.dumps(model.wave_unet_config.to_dict(), sort_keys=True).encode())
+  for weight in model.weights:
+    value = np.ascontiguousarray(weight.numpy())
+    digest.update(f"{value.shape}:{value.dtype};".encode())
+    digest.update(value.tobytes())
+  return digest.hexdigest()
+
+
+def converted(model, key: str, load, convert, what: str):
+  """A conversion of ``model`` kept in the cache as ``lite-<content digest>-<key>.tflite``: ``load(path)`` of
+  the entry, written first by ``convert(path)`` (atomically) when there is none. An entry that no longer
+  loads (damaged on disk since) is said, removed and converted again."""
+  cached = os.path.join(cache_dir(), f"lite-{model_digest(model)[:32]}-{key}.tflite")
+  if os.path.exists(cached):
+    try:
+      return load(cached)
+    except ValueError as e:
+      _notice(f"{cached}: damaged cache entry ({' '.join(str(e).split())[:200]}); converting again")
+      os.remove(cached)
+  _notice(f"converting the model once to {what}, kept in {cached}")
+  convert(cached)
+  return load(cached)
 
 
 def split_checksum(url: str):

@@ -38,6 +38,7 @@ _CACHE_FLAG = "--tf_xla_persistent_cache_directory"
 NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-/]+:\d+\] |"
                    r"WARNING: All log messages before absl::InitializeLog\(\) is called|"
                    r"To enable the following instructions: .* rebuild TensorFlow|"
+                   r"INFO: Created TensorFlow Lite .*delegate for CPU|"  # LiteRT, once per interpreter
                    # libmpg123 (in libsndfile) trying a file that is not MP3
                    r"Note: (Illegal Audio-MPEG-Header|Trying to resync|Hit end of \(available\) data))")
 LIBRARY_LOGGERS = ("tensorflow", "keras", "absl.tensorflow", "h5py", "jax", "numba", "matplotlib")

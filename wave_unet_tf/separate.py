@@ -127,7 +127,7 @@ def main(argv):
   from wave_unet_tf.separation import Separator
   use_device(FLAGS.device)
   separator = Separator(FLAGS.model, window_seconds=FLAGS.window_seconds, batch_size=FLAGS.batch_size,
-                        jit_compile=FLAGS.jit_compile)
+                        jit_compile=FLAGS.jit_compile, precision=FLAGS.precision)
   if FLAGS.stdout and outputs.sources_of_stem(FLAGS.stdout, separator.source_names) is None:
     raise cli.UsageError(f"--stdout={FLAGS.stdout}: not a source of this model ({', '.join(separator.source_names)}; "
                          f"or no_<source>, the sum of the others)")
@@ -196,11 +196,10 @@ def _main_live(inputs):
   cli.fetch_named_model(FLAGS.model)
   cli.start_tensorflow(FLAGS.compile_cache if FLAGS.jit_compile else None)
   from wave_unet_tf.runtime import use_device
-  from wave_unet_tf.separation.live import prefer_fast_xla_cpu_runtime, run_live
-  prefer_fast_xla_cpu_runtime()
+  from wave_unet_tf.separation.live import run_live
   use_device(FLAGS.device)
   run_live(FLAGS.model, FLAGS.block_frames, FLAGS.stdout, sys.stdin.buffer, sys.stdout.buffer,
-           jit_compile=FLAGS.jit_compile)
+           jit_compile=FLAGS.jit_compile, precision=FLAGS.precision)
 
 
 def run():

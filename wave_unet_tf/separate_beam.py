@@ -65,7 +65,7 @@ def main(argv):
                   batch_size=FLAGS.batch_size, jit_compile=FLAGS.jit_compile,
                   compile_cache=FLAGS.compile_cache or None, threads=FLAGS.threads,
                   processes_per_machine=pipeline.processes_per_machine(beam_options),
-                  model_repo=os.environ.get(cli.MODEL_REPO_ENV))
+                  model_repo=os.environ.get(cli.MODEL_REPO_ENV), precision=FLAGS.precision)
 
   import apache_beam as beam
   start = time.perf_counter()

@@ -7,7 +7,7 @@ Defined once here so that a flag means the same in every command; each command a
 
 from absl import flags
 
-from wave_unet_tf import catalogue, cli
+from wave_unet_tf import catalogue, cli, precision
 from wave_unet_tf.runtime import DEVICES
 from wave_unet_tf.separation import outputs
 from wave_unet_tf.separation.separator import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW_SECONDS
@@ -26,6 +26,7 @@ def define_flags():
                      "speed and memory, not the result.")
   flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
   flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Windows per forward pass.", lower_bound=1)
+  precision.define_flag()
   flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA (faster on CPU and GPU).")
   flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
                       "between runs ('' for none).")

@@ -48,6 +48,7 @@ class Job:
     threads: TensorFlow's threads per worker process; 0 fits them to the worker: its cores divided by
       ``processes_per_machine``.
     processes_per_machine: SDK worker processes sharing a machine (None: one per core).
+    precision: float32 (exact), float16 or int8 (`wave_unet_tf.precision`), as ``--precision``.
     model_repo: where a catalogue name's archive comes from (``--model_repo``), carried to remote workers,
       which do not inherit the launcher's environment.
   """
@@ -65,12 +66,13 @@ class Job:
   threads: int = 0
   processes_per_machine: Optional[int] = 1
   model_repo: Optional[str] = None
+  precision: str = "float32"
 
   def settings(self) -> dict:
     """What makes a song's outputs what they are, as its marker records it (JSON types)."""
     options = {k: v for k, v in dataclasses.asdict(self.options).items() if k != "skip_existing"}
     return json.loads(json.dumps(dict(model=self.model, options=options, offset=self.offset,
-                                      duration=self.duration)))
+                                      duration=self.duration, precision=self.precision)))
 
 
 def is_local(path: str) -> bool:
@@ -222,7 +224,7 @@ def _load_separator(job):
     os.environ[pretrained.REPO_ENV] = job.model_repo
   with _local_model(job.model) as model:
     return Separator(model, window_seconds=job.window_seconds, batch_size=job.batch_size,
-                     jit_compile=job.jit_compile)
+                     jit_compile=job.jit_compile, precision=job.precision)
 
 
 def fit_threads(job: Job) -> int:

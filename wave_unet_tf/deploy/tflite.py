@@ -37,19 +37,9 @@ def convert_saved_model(saved_model_dir: str, output: str, quantize: str = "none
   """Converts a fixed-window SavedModel's ``serving_default`` (`saved_model.export_saved_model` with
   ``batch_size=1``, best with ``lite=True``) into a ``.tflite`` file: float32, ``float16`` weights or
   ``dynamic``-range int8 weights."""
-  import tensorflow as tf
-
   from wave_unet_tf.deploy.saved_model import CONFIG_ASSET
 
-  if quantize not in QUANTIZATIONS:
-    raise ValueError(f"--quantize={quantize!r}: must be one of {', '.join(QUANTIZATIONS)}")
-  converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
-  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Select TF ops: LiteRT alone runs it
-  if quantize != "none":
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-  if quantize == "float16":
-    converter.target_spec.supported_types = [tf.float16]
-  flatbuffer = converter.convert()
+  flatbuffer = convert_with(saved_model_dir, quantize)
   with open(os.path.join(saved_model_dir, "assets", CONFIG_ASSET)) as f:
     metadata = f.read()
   flatbuffer = _with_metadata(flatbuffer, metadata)
@@ -57,6 +47,22 @@ def convert_saved_model(saved_model_dir: str, output: str, quantize: str = "none
     with open(tmp, "wb") as f:
       f.write(flatbuffer)
   return output
+
+
+def convert_with(saved_model_dir: str, quantize: str = "none") -> bytes:
+  """The TFLite flatbuffer of a fixed-shape SavedModel's ``serving_default``: builtin ops only (no Select TF
+  ops: LiteRT alone runs it), weights float32, ``float16`` or ``dynamic``-range int8."""
+  import tensorflow as tf
+
+  if quantize not in QUANTIZATIONS:
+    raise ValueError(f"--quantize={quantize!r}: must be one of {', '.join(QUANTIZATIONS)}")
+  converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  if quantize != "none":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if quantize == "float16":
+    converter.target_spec.supported_types = [tf.float16]
+  return converter.convert()
 
 
 def _with_metadata(flatbuffer: bytes, text: str) -> bytes:
@@ -88,6 +94,27 @@ def _read_metadata(path: str) -> dict:
     if entry.Name().decode() == CONFIG_METADATA:
       return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode())
   raise ValueError(f"{path}: a TFLite model without the wave_unet_config metadata (export it with wave-unet-export)")
+
+
+def weight_types(path: str) -> set:
+  """The element types of a ``.tflite`` file's constant tensors (its weights): ``{"float32"}`` for a float
+  model, with ``"int8"`` or ``"float16"`` for a quantized one. ValueError if it does not read."""
+  from tensorflow.lite.python import schema_py_generated as schema
+
+  names = {value: name.lower() for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
+  try:
+    with open(path, "rb") as f:
+      model = schema.Model.GetRootAsModel(f.read(), 0)
+    types = set()
+    for g in range(model.SubgraphsLength()):
+      graph = model.Subgraphs(g)
+      for t in range(graph.TensorsLength()):
+        tensor = graph.Tensors(t)
+        if tensor.Buffer() and model.Buffers(tensor.Buffer()).DataLength():
+          types.add(names.get(tensor.Type(), str(tensor.Type())))
+  except Exception as e:
+    raise ValueError(f"{path}: not a TFLite model ({e})") from None
+  return types
 
 
 def _interpreter_class():

@@ -18,7 +18,8 @@ SCORING_ERRORS = (ValueError, OSError, RuntimeError)
 def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_dir: str = "evaluation",
              split: Optional[str] = None, is_wav: Optional[bool] = None, jobs: int = 1, baseline: bool = False,
              track_names: Optional[Sequence[str]] = None, window_seconds: Optional[float] = None,
-             batch_size: Optional[int] = None, progress: bool = True, log=print, split_mode: str = "official") -> dict:
+             batch_size: Optional[int] = None, progress: bool = True, log=print, split_mode: str = "official",
+             precision: Optional[str] = None) -> dict:
   """Separates every track of a MUSDB subset and scores it with museval (BSS Eval v4, 1 s windows).
 
   Per-track scores go to ``<output_dir>/<subset>/<track>.json`` (museval's layout) and, with ``baseline``,
@@ -35,7 +36,8 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
     jobs: processes scoring in parallel (museval is the slow part); separation runs in this process.
     baseline: also score the mixture as every source's estimate.
     track_names: only these tracks.
-    window_seconds, batch_size: for a `Separator` built here.
+    window_seconds, batch_size, precision: for a `Separator` built here (precision: float32, float16 or int8,
+      `wave_unet_tf.precision`; default float32).
 
   Returns:
     ``{"methods": {"model": S, "mixture_baseline": S}, "tracks": [...], ...}`` where ``S`` is
@@ -47,7 +49,7 @@ def evaluate(model_or_separator, musdb_root: str, subset: str = "test", output_d
   if jobs < 1:
     raise ValueError(f"jobs={jobs}: must be at least 1")
   track_list, is_wav = musdb_tracks.open_tracks(musdb_root, subset, split, is_wav, track_names, split_mode)
-  separator = _as_separator(model_or_separator, window_seconds, batch_size)
+  separator = _as_separator(model_or_separator, window_seconds, batch_size, precision)
   sources = separator.source_names
   musdb_tracks.check_sources(track_list[0], sources)
   os.makedirs(output_dir, exist_ok=True)
@@ -106,11 +108,16 @@ def _separate_track(separator, track):
     return {source: soundfile.read(path, dtype="float32", always_2d=True)[0] for source, path in paths.items()}
 
 
-def _as_separator(model_or_separator, window_seconds, batch_size):
+def _as_separator(model_or_separator, window_seconds, batch_size, precision=None):
+  from wave_unet_tf import precision as precisions
   from wave_unet_tf.separation import Separator
   if isinstance(model_or_separator, Separator):
+    if precision is not None and precisions.check(precision) != model_or_separator.precision:
+      raise ValueError(f"--precision={precision}: the Separator given runs at {model_or_separator.precision}")
     return model_or_separator
   options = {k: v for k, v in dict(window_seconds=window_seconds, batch_size=batch_size).items() if v}
+  if precision is not None:
+    options["precision"] = precision
   return Separator(model_or_separator, **options)
 
 

@@ -141,22 +141,12 @@ def stream_live(make_stream: Callable[[int, int], object], reader: WavStreamRead
   return written + len(out)
 
 
-def prefer_fast_xla_cpu_runtime():
-  """Runs XLA's CPU code on its older (non-thunk) runtime unless XLA_FLAGS says otherwise: faster for the
-  streaming step's many small operations (benchmarks/streaming.py, README). XLA reads the variable
-  when TensorFlow first compiles, so this must run before that."""
-  import os
-  flags = os.environ.get("XLA_FLAGS", "")
-  if "xla_cpu_use_thunk_runtime" not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_use_thunk_runtime=false".strip()
-
-
 def run_live(model, block_frames: Optional[int], source: str, stdin: BinaryIO, stdout: BinaryIO,
-             jit_compile: bool = True) -> int:
+             jit_compile: bool = True, precision: str = "float32") -> int:
   """`stream_live` from ``stdin`` (decoded by ffmpeg) to ``stdout``; the command line's ``-`` input."""
   from wave_unet_tf.separation.streaming import StreamingSeparator, as_stream_step
 
-  step = as_stream_step(model, block_frames, jit_compile)  # compiled before the first sample arrives
+  step = as_stream_step(model, block_frames, jit_compile, precision)  # compiled before the first sample arrives
   decoder = decode_with_ffmpeg(stdin)
   try:
     reader = WavStreamReader(decoder.stdout)

@@ -24,18 +24,26 @@ class Separator:
       depend on it (beyond float rounding); speed and memory do.
     batch_size: frames per forward pass.
     jit_compile: compile Keras models with XLA.
+    precision: ``float32`` (the model as it is, in process: exact), ``float16`` or ``int8``: the model
+      converted once to TFLite with weights of that type (`wave_unet_tf.precision`), windows of
+      ``window_seconds``; needs a Keras model (or a source `wave_unet_tf.load_model` reads as one).
 
   >>> sep = Separator("checkpoints/M5-HighSR.keras")
   >>> stems = sep.separate(waveform, 44100)   # [samples, channels] -> {source: [samples, channels]}
   """
 
   def __init__(self, model_or_path, window_seconds: float = DEFAULT_WINDOW_SECONDS,
-               batch_size: int = DEFAULT_BATCH_SIZE, jit_compile: bool = True):
+               batch_size: int = DEFAULT_BATCH_SIZE, jit_compile: bool = True, precision: str = "float32"):
     if not window_seconds or window_seconds <= 0:
       raise ValueError(f"window_seconds={window_seconds}: must be positive")
     if batch_size < 1:
       raise ValueError(f"batch_size={batch_size}: must be a positive integer")
-    self.forward_pass: ForwardPass = as_forward_pass(model_or_path, jit_compile=jit_compile)
+    from wave_unet_tf import precision as precisions
+    self.precision = precisions.check(precision)
+    if self.precision == precisions.DEFAULT:
+      self.forward_pass: ForwardPass = as_forward_pass(model_or_path, jit_compile=jit_compile)
+    else:
+      self.forward_pass = precisions.forward_pass(model_or_path, self.precision, window_seconds)
     self.config = self.forward_pass.config
     self.window_seconds = float(window_seconds)
     self.batch_size = self.forward_pass.batch_size or int(batch_size)

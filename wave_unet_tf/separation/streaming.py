@@ -100,9 +100,15 @@ def _size(shapes):
   return sum(frames * features for frames, features in shapes)
 
 
-def as_stream_step(model_or_path, block_frames: int, jit_compile: bool = True):
+def as_stream_step(model_or_path, block_frames: int, jit_compile: bool = True, precision: str = "float32"):
   """The streaming step of a model: a streaming ``.tflite`` file (its own block size), or anything
-  `wave_unet_tf.load_model` reads (compiled for ``block_frames``)."""
+  `wave_unet_tf.load_model` reads (compiled for ``block_frames``); at ``precision`` float16 or int8 the
+  model's streaming TFLite step with weights of that type (`wave_unet_tf.precision`)."""
+  from wave_unet_tf import precision as precisions
+  precision = precisions.check(precision)
+  if precision != precisions.DEFAULT:
+    return precisions.stream_step(model_or_path, precision,
+                                  DEFAULT_BLOCK_FRAMES if block_frames is None else block_frames)
   model = model_or_path
   if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
     path = str(model)
@@ -222,6 +228,9 @@ class StreamingSeparator:
       overhead per sample.
     channels: the stream's channels (1 or 2; default: the first chunk's).
     jit_compile: compile the step with XLA.
+    precision: ``float32`` (the model as it is, in process: exact), ``float16`` or ``int8``: the model's
+      streaming step converted once to TFLite with weights of that type (`wave_unet_tf.precision`); the
+      latency does not change.
 
   Attributes:
     latency_frames: input samples that go in before the matching output sample comes out, the same for
@@ -231,8 +240,8 @@ class StreamingSeparator:
   """
 
   def __init__(self, model_or_path, sample_rate: int = None, block_frames: int = None,
-               channels: int = None, jit_compile: bool = True):
-    self.core = ModelRateStream(as_stream_step(model_or_path, block_frames, jit_compile))
+               channels: int = None, jit_compile: bool = True, precision: str = "float32"):
+    self.core = ModelRateStream(as_stream_step(model_or_path, block_frames, jit_compile, precision))
     self.config = self.core.config
     self.block_frames = self.core.block_frames
     self.sample_rate = int(sample_rate or self.config.sample_rate)
