@@ -117,7 +117,8 @@ def split_checksum(url: str):
   return base, value.lower()
 
 
-def _file_digest(path: str) -> str:
+def file_digest(path: str) -> str:
+  """sha256 of a file's bytes (hex)."""
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(_CHUNK), b""):
@@ -152,8 +153,8 @@ def download(url: str) -> str:
           for block in iter(lambda: response.read(_CHUNK), b""):
             out.write(block)
             bar.update(len(block))
-      if expected and _file_digest(tmp) != expected:
-        raise ValueError(f"{url}: the downloaded file's sha256 is {_file_digest(tmp)}, not {expected}; "
+      if expected and file_digest(tmp) != expected:
+        raise ValueError(f"{url}: the downloaded file's sha256 is {file_digest(tmp)}, not {expected}; "
                          f"not kept")
   except (urllib.error.URLError, OSError) as e:
     reason = getattr(e, "reason", None) or e

@@ -17,7 +17,6 @@ its extracted folders (used in place). Downloads go through ``urllib``, so ``HTT
 import contextlib
 import datetime
 import fcntl
-import hashlib
 import http.client
 import json
 import os
@@ -153,7 +152,7 @@ def _from_local(entry, source: str) -> str:
     raise ModelRepoError(f"model repo {source} (--model_repo, ${REPO_ENV}): no such file or folder (give the "
                          f"release's {entry.archive}, a folder holding it, or a URL)")
   if expected:
-    digest = _file_digest(path)
+    digest = model_cache.file_digest(path)
     if digest != expected:
       raise ModelRepoError(f"{path}: sha256 {digest}, not the released archive's {expected}; refused")
   with _locked(released_dir()):
@@ -182,14 +181,6 @@ def _locked(folder: str):
       yield
     finally:
       fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _file_digest(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(_CHUNK), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def _offline(entry, url: str, reason) -> ModelRepoError:
@@ -289,7 +280,7 @@ def _remove(*paths):
 
 def _accept(entry, url, part, validator_file, target, expected):
   """Checks a whole download against the expected sha256 and renames it into place: ``(path, sha256)``."""
-  digest = _file_digest(part)
+  digest = model_cache.file_digest(part)
   if expected and digest != expected:
     _remove(part, validator_file)
     raise ModelRepoError(f"{entry.name}: {url}: the archive's sha256 is {digest}, not {expected}; not kept")
