@@ -152,8 +152,7 @@ def _parse_flags(argv, known_only=False):
   try:
     return flags.FLAGS(argv, known_only=known_only)
   except flags.Error as e:
-    own = sorted(f.name for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
-                 if not module.startswith("absl.") for f in module_flags)
+    own = sorted(_own_flags())
     print(f"{_program()}: error: {e}; valid flags: --{', --'.join(own)} (details: --help)", file=sys.stderr)
     sys.exit(1)
 
