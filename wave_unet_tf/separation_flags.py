@@ -14,8 +14,6 @@ from wave_unet_tf.separation.separator import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW
 
 
 def define_flags():
-  if "output_dir" in flags.FLAGS and "window_seconds" in flags.FLAGS:  # both commands' modules in one process
-    return
   cli.define_model_flags(default=catalogue.DEFAULT_MODEL)  # --model and --model_repo
   flags.DEFINE_string("output_dir", "separated", "The folder --filename is under.")
   outputs.define_flags()
