@@ -3,6 +3,7 @@
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 import time
 
@@ -76,8 +77,9 @@ def atomic_output(path, suffix=""):
 
 
 def remove_stale_temporaries(folder, older_than_seconds=STALE_SECONDS):
-  """Removes `atomic_output`'s temporary files in ``folder`` that a killed process left behind: those not
-  touched for ``older_than_seconds`` (a live writer's file is younger)."""
+  """Removes the temporary files (`atomic_output`'s) and folders (``tempfile.mkdtemp(prefix=".tmp-")``) in
+  ``folder`` that a killed process left behind: those not touched for ``older_than_seconds`` (a live
+  writer's are younger)."""
   now = time.time()
   try:
     entries = list(os.scandir(folder))
@@ -85,8 +87,11 @@ def remove_stale_temporaries(folder, older_than_seconds=STALE_SECONDS):
     return
   for entry in entries:
     try:
-      if entry.name.startswith(".tmp-") and entry.is_file() and now - entry.stat().st_mtime > older_than_seconds:
-        os.remove(entry.path)
+      if entry.name.startswith(".tmp-") and now - entry.stat().st_mtime > older_than_seconds:
+        if entry.is_dir(follow_symlinks=False):
+          shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+          os.remove(entry.path)
     except OSError:  # removed by another process meanwhile
       pass
 

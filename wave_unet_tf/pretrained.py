@@ -25,7 +25,6 @@ import shutil
 import stat
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,7 +34,7 @@ import zlib
 from typing import Optional
 
 from wave_unet_tf import catalogue, model_cache
-from wave_unet_tf.files import (STALE_SECONDS, DiskFullError, is_disk_full, reporting_full_disk,
+from wave_unet_tf.files import (DiskFullError, is_disk_full, remove_stale_temporaries, reporting_full_disk,
                                 write_text_atomically)
 
 REPO_ENV = "WAVE_UNET_MODEL_REPO"
@@ -60,11 +59,7 @@ def released_dir() -> str:
   """The cache folder of the release archive and the checkpoint folders extracted from it (created)."""
   folder = os.path.join(model_cache.cache_dir(), "released")
   os.makedirs(folder, exist_ok=True)
-  for entry in os.scandir(folder):  # what a killed extraction left (a live one's folder is younger)
-    with contextlib.suppress(OSError):
-      if entry.name.startswith(".tmp-") and entry.is_dir() and \
-          time.time() - entry.stat().st_mtime > STALE_SECONDS:
-        shutil.rmtree(entry.path, ignore_errors=True)
+  remove_stale_temporaries(folder)  # what a killed extraction or record write left
   return folder
 
 
