@@ -91,7 +91,7 @@ def source_forms(source, tmp_path):
 
 def assert_warm_start(name, model, toy_root, model_dir, frames=None):
   """A run from ``name`` (which loads as ``model``) holds ``model``'s outputs before its first step."""
-  from wave_unet_tf.training import warm_start
+  from wave_unet_tf import model_cache
   config = model.wave_unet_config.replace(batch_size=2)  # a recipe field: free to change
   t = trainer(config, model_dir, toy_root, init_from=name)
   assert int(t.state.step) == 0 and float(t.state.best_loss) == np.inf and int(t.optimizer.iterations) == 0
@@ -100,7 +100,7 @@ def assert_warm_start(name, model, toy_root, model_dir, frames=None):
   for s in config.source_names:
     np.testing.assert_array_equal(got[s].numpy(), expected[s].numpy())
   saved = json.loads((model_dir / "run_settings.json").read_text())
-  assert saved["init"] == {"source": name, "weights_sha256": warm_start.weights_digest(model)}
+  assert saved["init"] == {"source": name, "weights_sha256": model_cache.model_digest(model)}
   assert saved["run"]["init_from"] == name
 
 
@@ -115,6 +115,7 @@ def test_warm_start_from_an_original_tf1_checkpoint_folder_or_prefix(toy_root, t
   """The original's released layout (checkpoints/full_44KHz/full_44KHz-<step>.*, M5-HighSR's variables as in
   tests/fixtures/original_tf1's manifest): what the catalogue's M5-HighSR is made from."""
   import tensorflow as tf
+  from wave_unet_tf import model_cache
   from wave_unet_tf.training import warm_start
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
   variables = json.loads((ORIGINAL_TF1 / "M5_full.variables.json").read_text())["variables"]
@@ -127,8 +128,8 @@ def test_warm_start_from_an_original_tf1_checkpoint_folder_or_prefix(toy_root, t
                              for _, shape in variables])
   model = warm_start.load_source(str(folder))
   assert model.wave_unet_config.sample_rate == 44100 and model.wave_unet_config.num_layers == 12
-  assert warm_start.weights_digest(warm_start.load_source(str(folder / "full_44KHz-236118"))) == \
-      warm_start.weights_digest(model)
+  assert model_cache.model_digest(warm_start.load_source(str(folder / "full_44KHz-236118"))) == \
+      model_cache.model_digest(model)
   assert_warm_start(str(folder), model, toy_root, tmp_path / "ft", frames=16)
 
 
@@ -239,10 +240,11 @@ def test_own_stems_train_new_sources_with_frozen_down_path_through_the_command(s
 def test_a_killed_fine_tuning_run_resumes_its_own_checkpoints_not_the_source(source, toy_root, tmp_path):
   import shutil
   import tensorflow as tf
-  from wave_unet_tf.training.warm_start import load_source, weights_digest
+  from wave_unet_tf.model_cache import model_digest
+  from wave_unet_tf.training.warm_start import load_source
   init = tmp_path / "init.keras"
   shutil.copy(source, init)
-  digest = weights_digest(load_source(str(init)))
+  digest = model_digest(load_source(str(init)))
   model_dir = tmp_path / "ft"
   flags = [f"--init_from={init}", "--max_epochs=50", "--patience=50", "--steps_per_epoch=40"]
   command = [sys.executable, str(PROJECT_ROOT / "train.py"), f"--musdb_root={toy_root}", f"--model_dir={model_dir}",

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from wave_unet_tf import runtime
+from wave_unet_tf import model_cache, runtime
 from wave_unet_tf.config import Config
 from wave_unet_tf.data import pipeline, tracks as track_finder
 from wave_unet_tf.model_sources import BEST_MODEL
@@ -96,7 +96,7 @@ class Trainer:
     elif run.init_from:
       init_model = init_model or warm_start.load_source(run.init_from)  # a folder of damaged checkpoints only
       warm_start.copy_weights(init_model, self.model)
-      init = warm_start.Source(run.init_from, warm_start.weights_digest(init_model)).to_dict()
+      init = warm_start.Source(run.init_from, model_cache.model_digest(init_model)).to_dict()
       if self.chief:
         tqdm.tqdm.write(f"starting from --init_from={run.init_from} (weights sha256 {init['weights_sha256'][:16]}): "
                         f"step 0, a fresh optimizer and early stopping"

@@ -16,7 +16,6 @@ Only the weights come from the source: the step counter, the optimizer and early
 
 import dataclasses
 import glob
-import hashlib
 import os
 from typing import List, Sequence, Tuple
 
@@ -116,17 +115,6 @@ def copy_weights(source_model, model) -> None:
         raise InitFromError(f"--init_from: weight {weight.path} has shape {tuple(source_weight.shape)} in the "
                             f"source, {tuple(weight.shape)} here")
       weight.assign(np.asarray(source_weight.numpy(), dtype=weight.dtype))
-
-
-def weights_digest(model) -> str:
-  """sha256 of a model's weights (names, shapes and values in the model's order): what the source held,
-  whatever file or name it came from."""
-  digest = hashlib.sha256()
-  for weight in model.weights:
-    value = np.ascontiguousarray(weight.numpy(), dtype=np.float32)
-    digest.update(f"{weight.path}:{value.shape};".encode())
-    digest.update(value.tobytes())
-  return digest.hexdigest()
 
 
 def parse_freeze(value: str) -> Tuple[str, ...]:
