@@ -61,7 +61,8 @@ def keras_model(model_or_path, precision: str):
       _refuse_tflite(path, precision)
     from wave_unet_tf.model_sources import load_model
     model = load_model(path)
-  if hasattr(model, "wave_unet_config") and not hasattr(model, "forward") and not hasattr(model, "run"):
+  from wave_unet_tf.model.wave_unet import WaveUNet
+  if isinstance(model, WaveUNet):
     return model
   name = _name(model_or_path)
   if name.endswith(".tflite"):
