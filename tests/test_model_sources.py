@@ -1,15 +1,12 @@
 """Model sources: the original's released TF1 checkpoints (preset recognised, converted once, cached), models
 served over HTTP (downloaded once, checksum verified) and hf:// through Keras."""
 
-import functools
 import hashlib
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 
 import keras
 import numpy as np
@@ -24,6 +21,7 @@ from wave_unet_tf.model.saving import NotAModelError, save_model
 from wave_unet_tf.model_sources import load_model
 
 from conftest import ORIGINAL_TF1
+from released_models import Server  # an HTTP server on 127.0.0.1 serving a folder
 
 # preset -> (the original's released name, the fixture manifest of its variables)
 RELEASED = {"M5-HighSR": ("full_44KHz", "M5_full"), "M4": ("baseline_stereo", "M4_baseline_stereo"),
@@ -159,27 +157,6 @@ def test_separate_command_names_the_closest_preset_in_one_line(tmp_path):
   assert "match no preset; the closest is M5" in result.stderr.strip().splitlines()[-1]
 
 
-class _Server:
-  """An HTTP server on 127.0.0.1 in a thread, serving a folder and counting requests."""
-
-  def __init__(self, folder):
-    self.requests = []
-    server = self
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-      def log_message(self, *args):
-        server.requests.append(self.path)
-
-    self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
-    self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-    self.thread.start()
-    self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-  def close(self):
-    self.httpd.shutdown()
-    self.httpd.server_close()
-
-
 @pytest.fixture
 def served_model(tmp_path):
   keras.utils.set_random_seed(3)
@@ -187,7 +164,7 @@ def served_model(tmp_path):
   (tmp_path / "www").mkdir()
   save_model(model, str(tmp_path / "www" / "small.keras"))
   (tmp_path / "www" / "junk.keras").write_text("<html>an error page</html>")
-  server = _Server(tmp_path / "www")
+  server = Server(tmp_path / "www")
   yield model, server, hashlib.sha256((tmp_path / "www" / "small.keras").read_bytes()).hexdigest()
   server.close()
 
