@@ -1,0 +1,48 @@
+"""The Keras backend the model runs on: the one package of `wave_unet_tf` that knows it.
+
+``KERAS_BACKEND=tensorflow|jax|torch`` (Keras' own switch, read when Keras is first imported) selects it for
+every command and for the Python API; TensorFlow is the default. The network, the recipe and the separation
+are written once in ``keras.ops``; what must differ per backend (compiling a forward pass, one training step,
+devices) lives in this package's modules. What needs TensorFlow whatever the backend (exports, the TFLite
+precisions, reading TF1 checkpoints) says so with `require_tensorflow`, never giving a different result.
+"""
+
+import json
+import os
+
+NAMES = ("tensorflow", "jax", "torch")
+DEFAULT = "tensorflow"
+
+
+class NeedsTensorFlowError(RuntimeError):
+  """A feature that runs on TensorFlow only, asked for under another backend."""
+
+
+def name() -> str:
+  """The backend Keras runs (or will run, when it is not imported yet: the same rules as Keras')."""
+  import sys
+  if "keras" in sys.modules:
+    import keras
+    return keras.backend.backend()
+  chosen = os.environ.get("KERAS_BACKEND")
+  if chosen:
+    return chosen
+  config = os.path.join(os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"),
+                        "keras.json")
+  try:
+    with open(config) as f:
+      return json.load(f).get("backend", DEFAULT)
+  except (OSError, ValueError):
+    return DEFAULT
+
+
+def is_tensorflow() -> bool:
+  return name() == "tensorflow"
+
+
+def require_tensorflow(feature: str) -> None:
+  """Raises `NeedsTensorFlowError` (one line naming ``feature``) unless Keras runs on TensorFlow."""
+  current = name()
+  if current != "tensorflow":
+    raise NeedsTensorFlowError(f"{feature} runs on the TensorFlow backend only (KERAS_BACKEND={current} now): "
+                               f"run it with KERAS_BACKEND=tensorflow")
