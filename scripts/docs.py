@@ -59,8 +59,45 @@ def _is_flag_group(block):
   return len(lines) > 1 and re.fullmatch(r"\S.*:", lines[0]) is not None and lines[1].startswith("  --")
 
 
+_ENTRY = re.compile(r"^  (--(?:\[no\])?\w+): ?(.*)$")
+_LAST = re.compile(r"^      \((default: .*|required)\)$")
+
+
+def _html(text):
+  return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _escaped(text):
+  """Help text as Markdown shows it verbatim (absl's <a|b> enum lists are not HTML tags, 2**20 is no emphasis)."""
+  return re.sub(r"([*_\[\]`])", r"\\\1", _html(text.replace("\\", "\\\\")))
+
+
+def _flag_entries(body):
+  """``[(flag, help, "default: x" | "required" | None)]`` from a group of absl's help lines."""
+  entries = []
+  for line in body.splitlines():
+    start, last = _ENTRY.match(line), _LAST.match(line)
+    if start:
+      entries.append([start.group(1), start.group(2), None])
+    elif last and entries:
+      entries[-1][2] = last.group(1)
+    elif entries:
+      entries[-1][1] += " " + line.strip()
+  return entries
+
+
+def _flag_item(flag, text, default):
+  note = ""
+  if default == "required":
+    note = " (required)"
+  elif default:
+    note = f" (default: <code>{_html(default[len('default: '):])}</code>)"
+  return f"- **`{flag}`**{note}: {_escaped(text)}"
+
+
 def command_page(name: str, help_text: str) -> str:
-  """The help as a page: the usage, then one section per flag group (so each has an anchor), verbatim."""
+  """The help as a page: the usage, then one section per flag group (so each has an anchor), each flag with
+  its help and default as ``--help`` words them."""
   blocks = help_text.rstrip("\n").split("\n\n")
   usage, groups, rest = [], [], []
   for block in blocks:
@@ -71,13 +108,13 @@ def command_page(name: str, help_text: str) -> str:
     else:
       usage.append(block)
   title, *intro = "\n\n".join(usage).split("\n", 1)
-  out = [f"# {name}", "", NOTICE, "", f"`{title}`", ""]
+  out = [f"# {name}", "", NOTICE, "", title, ""]
   if intro and intro[0].strip():
     out += ["```text", intro[0].strip("\n"), "```", ""]
   for group in groups:
     heading, body = group.split("\n", 1)
-    out += [f"## {heading.rstrip(':')}", "", "```text", body, "```", ""]
-  out += [" ".join(rest)] if rest else []
+    out += [f"## {heading.rstrip(':')}", "", *(_flag_item(*entry) for entry in _flag_entries(body)), ""]
+  out += [_escaped(" ".join(rest))] if rest else []
   return "\n".join(out).rstrip("\n") + "\n"
 
 

@@ -43,13 +43,17 @@ def test_generated_command_pages_match_the_code():
   assert set(docs.console_scripts()) <= {os.path.basename(p)[:-3] for p in generated}
   assert docs.stale(generated) == [], "stale generated pages: run python scripts/docs.py"
   separate = generated[os.path.join(docs.COMMANDS_DIR, "wave-unet-separate.md")]
-  assert "## Model\n" in separate and "  --codec: <wav|flac|ogg|mp3|m4a>: Output format." in separate
+  assert "\n## Model\n" in separate
+  assert "- **`--codec`** (default: <code>wav</code>): &lt;wav|flac|ogg|mp3|m4a&gt;: Output format.\n" in separate
 
 
-def test_a_changed_flag_makes_its_page_stale():
+def test_each_flag_is_listed_and_a_differing_page_is_stale():
   docs = load_docs_script()
-  page = docs.command_page("wave-unet-x", "wave-unet-x: does x.\n\nFlags:\n  --a: One.\n      (default: 1)\n")
-  assert page.splitlines()[0] == "# wave-unet-x" and "## Flags\n\n```text\n  --a: One.\n" in page
+  page = docs.command_page("wave-unet-x", "wave-unet-x: does x.\n\nFlags:\n  --a_b: One, 2**3\n      more.\n"
+                                          "      (default: 1)\n  --[no]c: <x|y>: Two.\n      (required)\n")
+  assert page.splitlines()[0] == "# wave-unet-x"
+  assert ("## Flags\n\n- **`--a_b`** (default: <code>1</code>): One, 2\\*\\*3 more.\n"
+          "- **`--[no]c`** (required): &lt;x|y&gt;: Two.\n") in page
   path = os.path.join(docs.COMMANDS_DIR, "wave-unet-separate.md")
   assert docs.stale({path: "something else\n"}) == [path] + [
       os.path.join(docs.COMMANDS_DIR, f) for f in sorted(os.listdir(PROJECT_ROOT / docs.COMMANDS_DIR))
