@@ -10,7 +10,7 @@ date of its figures. Needs matplotlib (the ``notebooks`` extra).
                         training step (train_step.json, else train_step_transcribed.json)
   gpu.png               gpu.json: training step and separation on a GPU
   precision.png         precision_speed.json: speed of float16 and int8 against float32
-  browser.png           browser.json: the in-browser site's speed (a placeholder that says so until it exists)
+  browser_speed.png     browser.json: the in-browser site's speed (a placeholder that says so until it exists)
   quickstart_curve.png  quickstart_curve.json (benchmarks/training_curve.py): the quickstart's losses
 
 Rows are read by their keys: a separation row has ``preset`` and ``x_real_time`` (a ``graph`` key marks a
@@ -52,6 +52,8 @@ def _load_first(*names, keys=()):
 def _provenance(record):
   where = record.get("device") if record.get("device", "CPU") != "CPU" else record.get("host")
   text = f"{where}, {record.get('date')}"
+  if record.get("browser"):
+    text += f"; {record['browser']}"
   if record.get("load_average"):
     text += f", load average {'–'.join(str(x) for x in record['load_average'])}"
   if record.get("transcribed"):
@@ -151,33 +153,42 @@ def precision():
 
 
 def _value_key(rows):
-  for key in ("x_real_time", "realtime_factor", "real_time_factor", "x_realtime"):
+  for key in ("realtime_factor", "x_real_time", "real_time_factor"):
     if all(key in r for r in rows):
       return key
   return next(k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
+def _label(row, key):
+  if "threads" in row and isinstance(row["threads"], int):
+    threads = {0: "a thread per core", 1: "1 thread"}.get(row["threads"], f"{row['threads']} threads")
+    row = {**{k: v for k, v in row.items() if k != "threads"}, "threads": threads}
+  return ", ".join(str(v) for k, v in row.items() if k != key and isinstance(v, str))
+
+
 def browser():
   record = _load_first("browser")
   plt = _plt()
-  if not record:
+  if not record or not record.get("rows"):
     fig, ax = plt.subplots(figsize=(7, 1.2))
     ax.axis("off")
-    ax.text(0.5, 0.5, "No figures yet: the browser benchmark writes benchmarks/results/browser.json",
+    ax.text(0.5, 0.5, "No figures yet: python benchmarks/browser.py --save writes benchmarks/results/browser.json",
             ha="center", va="center", color="#555555")
     print("browser: benchmarks/results/browser.json not found; drew a placeholder that says so")
-    path = os.path.join(IMG, "browser.png")
+    path = os.path.join(IMG, "browser_speed.png")
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
     return path
   rows = record["rows"]
   key = _value_key(rows)
-  labels = [", ".join(str(v) for k, v in r.items() if k != key and isinstance(v, str)) or str(i)
-            for i, r in enumerate(rows)]
-  fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(rows) + 1))
-  fig.subplots_adjust(left=0.35, right=0.95, bottom=0.3, top=0.85)
-  _bars(ax, labels, [r[key] for r in rows], "{:.1f}", title="In the browser", xlabel=key.replace("_", " "))
-  return _save(fig, "browser", record)
+  height = 1.5 + 0.3 * len(rows)
+  fig, ax = plt.subplots(figsize=(8, height))
+  fig.subplots_adjust(left=0.4, right=0.93, bottom=0.95 / height, top=1 - 0.35 / height)
+  song = f", {record['song_seconds']:g} s song" if record.get("song_seconds") else ""
+  _bars(ax, [_label(r, key) for r in rows], [r[key] for r in rows], "{:.1f}x",
+        [COLOURS[0] if str(r.get("what", "")).startswith("browser") else COLOURS[2] for r in rows],
+        f"In the browser and in Python: {record.get('preset', 'M5-HighSR')}{song}", "x real time (higher is faster)")
+  return _save(fig, "browser_speed", record)
 
 
 def quickstart_curve(record=None):
