@@ -13,8 +13,9 @@ date of its figures. Needs matplotlib (the ``notebooks`` extra).
   browser_speed.png     browser.json: the in-browser site's speed (a placeholder that says so until it exists)
   quickstart_curve.png  quickstart_curve.json (benchmarks/training_curve.py): the quickstart's losses
 
-Rows are read by their keys: a separation row has ``preset`` and ``x_real_time`` (a ``graph`` key marks a
-reference such as the original TF1 graph); a training-step row ``setting`` and ``s_per_step``.
+Rows are read by their keys: a separation row has ``preset`` and ``x_real_time`` (or ``x_real_time_best``; a
+``graph`` key marks a reference such as the original TF1 graph); a training-step row ``setting`` and
+``s_per_step`` (or ``s_per_step_best``, as train_step.py prints it).
 """
 
 import os
@@ -38,13 +39,22 @@ def _plt():
   return plt
 
 
+def _value(row, *keys):
+  """The first of ``keys`` the row has (benchmarks name a figure ``x_real_time`` or ``x_real_time_best``)."""
+  return next((row[k] for k in keys if row.get(k) is not None), None)
+
+
+SPEED_KEYS = ("x_real_time", "x_real_time_best", "realtime_factor")
+STEP_KEYS = ("s_per_step", "s_per_step_best")
+
+
 def _load_first(*names, keys=()):
-  """The first of these results files that exists and has rows with ``keys`` (a re-run's file replaces a
-  transcribed one)."""
+  """The first of these results files that exists and has rows with a figure of ``keys`` (a re-run's file
+  replaces a transcribed one)."""
   for name in names:
     if os.path.exists(os.path.join(results.RESULTS, f"{name}.json")):
       record = results.load(name)
-      if not keys or any(all(k in row for k in keys) for row in record.get("rows", [])):
+      if not keys or any(all(_value(row, *k) is not None for k in keys) for row in record.get("rows", [])):
         return record
   return None
 
@@ -83,22 +93,22 @@ def _bars(ax, labels, values, fmt, colours=None, title="", xlabel=""):
 
 
 def cpu():
-  separate = _load_first("separate", "separate_transcribed", keys=("preset", "x_real_time"))
-  train = _load_first("train_step", "train_step_transcribed", keys=("setting", "s_per_step"))
+  separate = _load_first("separate", "separate_transcribed", keys=(("preset",), SPEED_KEYS))
+  train = _load_first("train_step", "train_step_transcribed", keys=(("setting",), STEP_KEYS))
   if not separate and not train:
     return None
   plt = _plt()
   fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [3, 2]})
   fig.subplots_adjust(left=0.2, right=0.97, wspace=0.6, bottom=0.32, top=0.9)
   if separate:
-    rows = [r for r in separate["rows"] if "preset" in r and "x_real_time" in r]
+    rows = [r for r in separate["rows"] if "preset" in r and _value(r, *SPEED_KEYS) is not None]
     labels = [r["preset"] + (f"\n{r['graph']}" if r.get("graph") else "") for r in rows]
-    _bars(axes[0], labels, [r["x_real_time"] for r in rows], "{:.1f}x",
+    _bars(axes[0], labels, [_value(r, *SPEED_KEYS) for r in rows], "{:.1f}x",
           [COLOURS[1] if r.get("graph") else COLOURS[0] for r in rows],
           f"Separating a {separate.get('song_seconds', 30)} s song (after loading)", "x real time (higher is faster)")
   if train:
-    rows = [r for r in train["rows"] if "s_per_step" in r]
-    _bars(axes[1], [r["setting"] for r in rows], [r["s_per_step"] for r in rows], "{:.1f} s",
+    rows = [r for r in train["rows"] if "setting" in r and _value(r, *STEP_KEYS) is not None]
+    _bars(axes[1], [r["setting"] for r in rows], [_value(r, *STEP_KEYS) for r in rows], "{:.1f} s",
           [COLOURS[1] if "original" in r["setting"] else COLOURS[0] for r in rows],
           f"{train.get('preset', 'M5-HighSR')} training step, batch {rows[0].get('batch_size', 16)}",
           "seconds per step (lower is faster)")
