@@ -1,6 +1,6 @@
-"""The documentation: the site builds with no warning, the generated command pages match the code, and every
+"""The documentation: the site builds with no warning, the generated command pages match the code, every
 relative link and anchor of README.md and docs/ resolves (the README is outside the site, so MkDocs does not
-check it)."""
+check it), and the charts draw from the benchmarks' results files."""
 
 import importlib.util
 import os
@@ -115,3 +115,14 @@ def test_readme_is_short_and_starts_with_the_set_up_commands():
   assert len(readme.encode()) < 15_000
   assert readme.split("```bash\n", 1)[1].startswith("bash scripts/demo.sh ")
   assert "\nbash scripts/test.sh " in readme.split("```", 2)[1]
+
+
+def test_every_chart_draws_from_the_benchmarks_results(tmp_path, monkeypatch):
+  monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+  import charts
+  monkeypatch.setattr(charts, "IMG", str(tmp_path))
+  charts.main()
+  drawn = sorted(p.name for p in tmp_path.iterdir())
+  assert drawn == sorted(p.name for p in (PROJECT_ROOT / "docs" / "img").glob("*.png")), drawn
+  for name in ("cpu", "gpu", "precision", "quickstart_curve"):
+    assert f"{name}.png" in drawn
