@@ -27,6 +27,9 @@ import time
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import results  # noqa: E402
 
 flags.DEFINE_integer("songs", 20, "Songs in the throughput folder (0: skip the throughput runs).")
 flags.DEFINE_float("seconds", 30.0, "Length of each song of the throughput folder.")
@@ -110,8 +113,12 @@ def _throughput(work, model, env):
   print(f"  wave-unet-separate-beam, 2 processes: {beam:7.1f} s  {audio / beam:5.2f}x real time  "
         f"({lines[-1]})")
   print(f"  throughput ratio beam / separate: {separate / beam:.2f} (target >= 0.8)", flush=True)
-
+  _rows.append({"part": "throughput", "songs": FLAGS.songs, "song_seconds": FLAGS.seconds,
+                "separate_s": round(separate, 1), "beam_s": round(beam, 1), "ratio": round(separate / beam, 2)})
   return beam
+
+
+_rows = []  # what the run keeps in benchmarks/results/beam.json
 
 
 def main(_):
@@ -133,17 +140,21 @@ def main(_):
       shutil.rmtree(folder)
       model_name = "M5-HighSR" if FLAGS.memory_filters == 24 else f"M5-HighSR with {FLAGS.memory_filters} filters"
       print(f"peak memory of a worker, {minutes:g}-minute song, {model_name}: {peaks[minutes]:.2f} GiB", flush=True)
+      _rows.append({"part": "memory", "model": model_name, "minutes": minutes, "peak_rss_gib": round(peaks[minutes], 3)})
     if len(peaks) > 1:
       shortest, longest = min(peaks), max(peaks)
       print(f"  {longest:g} min / {shortest:g} min: {peaks[longest] / peaks[shortest]:.2f}x")
 
     if beam is None:
+      results.save("beam", _rows)
       return
     vcpu_hours = 2 * beam / (FLAGS.songs * FLAGS.seconds)  # two vCPUs this long per second (or hour) of audio
     cost = vcpu_hours * (FLAGS.vcpu_hour_usd + FLAGS.gb_per_vcpu * FLAGS.gb_hour_usd)
     print(f"cost of one hour of audio at this speed: {vcpu_hours:.2f} vCPU-hours, ${cost:.3f} on Dataflow's batch "
           f"prices (${FLAGS.vcpu_hour_usd}/vCPU-hour, ${FLAGS.gb_hour_usd}/GB-hour, {FLAGS.gb_per_vcpu} GB per vCPU)")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    _rows.append({"part": "cost", "vcpu_hours_per_audio_hour": round(vcpu_hours, 3), "usd_per_audio_hour": round(cost, 4)})
+    results.save("beam", _rows)
   finally:
     shutil.rmtree(work, ignore_errors=True)
 

@@ -16,10 +16,14 @@ time counts, so a shared machine's load weighs on all of them alike.
 import functools
 import json
 import os
+import sys
 import tempfile
 import time
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import results  # noqa: E402
 
 from wave_unet_tf import runtime  # noqa: E402
 
@@ -90,15 +94,18 @@ def main(_):
         seconds[name].append(time.perf_counter() - start)
     reference, reference_seconds = vocals["in_process"], min(seconds["in_process"])
     sizes = {"saved_model_separate": _size(exported), **{f"tflite_{q}": _size(p) for q, p in lite.items()}}
+    rows = []
     for name in runs:
       best = min(seconds[name])
       size = sizes.get(name)
-      print(json.dumps({
+      rows.append({
           "benchmark": "export", "preset": FLAGS.preset, "variant": name,
           "ratio_to_in_process": round(reference_seconds / best, 2), "x_real_time": round(FLAGS.song_seconds / best, 2),
           "size_mb": size and round(size / 1e6, 1), "size_vs_weights": size and round(size / 1e6 / weights_mb, 3),
           "snr_db_vs_in_process": round(_snr(reference, vocals[name]), 1) if name != "in_process" else None,
-          "window_seconds": FLAGS.window_seconds, "cpus": os.cpu_count()}), flush=True)
+          "window_seconds": FLAGS.window_seconds, "cpus": os.cpu_count()})
+      print(json.dumps(rows[-1]), flush=True)
+    results.save("export", rows, preset=FLAGS.preset, song_seconds=FLAGS.song_seconds, repeats=FLAGS.repeats)
 
 
 if __name__ == "__main__":

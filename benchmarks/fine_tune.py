@@ -26,6 +26,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import results  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 flags.DEFINE_string("work_dir", "/tmp/wave_unet_fine_tune_benchmark", "Datasets and runs go here (reused: a "
@@ -132,6 +135,9 @@ def main(argv):
       "fine_tune_validation_loss_at_step_0": round(curves["fine_tune"][0], 6),
       "target": "N / M >= 3", "met": m is not None and (m == 0 or n / m >= 3),
       "best_validation_loss": {name: round(min(curve.values()), 6) for name, curve in curves.items()}}))
+  rows = [{"run": name, "step": step, "validation_loss": round(loss, 6)}
+          for name, curve in curves.items() for step, loss in sorted(curve.items())]
+  print("kept in", results.save("fine_tune", rows, scratch_steps_N=n, fine_tune_steps_M=m))
 
 
 if __name__ == "__main__":

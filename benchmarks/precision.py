@@ -14,6 +14,9 @@ to 44.1 kHz and repeated to ``--song_seconds``: `Separator` (default windows) an
 (``--block_frames``, the steady state of a live stream: the pushes) at each precision. Every setting is
 built and run once (conversion, compilation, warm-up), then the settings are timed in interleaved rounds and
 each one's best round counts, so the load of a shared machine weighs on all alike: compare the ratios.
+
+Both parts also keep their figures as ``benchmarks/results/precision_quality.json`` and
+``precision_speed.json`` (`results.save`), from which ``benchmarks/charts.py`` draws the docs' chart.
 """
 
 import os
@@ -22,7 +25,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import results  # noqa: E402
 from wave_unet_tf import runtime  # noqa: E402
 
 runtime.configure()  # as the commands
@@ -75,7 +80,7 @@ def quality(model_source, root):
   print("| precision | source | SDR (pooled frames) | vs float32 | SDR (track medians) | vs float32 | "
         "SNR vs float32 |")
   print("|---|---|---|---|---|---|---|")
-  worst = 0.0
+  worst, rows = 0.0, []
   for level in PRECISIONS:
     for source in sources:
       pooled, medians = (scores[level][source]["SDR"][key] for key in (POOLED, TRACK_MEDIANS))
@@ -87,7 +92,11 @@ def quality(model_source, root):
         worst = max(worst, abs(d_pooled), abs(d_medians))
       print(f"| {level} | {source} | {pooled:.3f} | {d_pooled:+.3f} | {medians:.3f} | {d_medians:+.3f} | "
             f"{'exact' if snr == float('inf') else f'{snr:.1f} dB'} |", flush=True)
+      rows.append({"model": model_source, "root": root, "precision": level, "source": source,
+                   "sdr_pooled": round(pooled, 3), "sdr_track_medians": round(medians, 3),
+                   "snr_vs_float32_db": None if snr == float("inf") else round(snr, 1)})
   print(f"largest SDR change against float32: {worst:.3f} dB ({'within' if worst <= 0.1 else 'NOT within'} 0.1 dB)")
+  return rows
 
 
 def speed():
@@ -102,8 +111,9 @@ def speed():
   samples = int(FLAGS.song_seconds * rate)
   song = np.tile(mixture, (int(np.ceil(samples / len(mixture))), 1))[:samples]
   block = FLAGS.block_frames
+  load_at_start = os.getloadavg()[0]
   print(f"\nspeed: {FLAGS.preset}, random weights, {FLAGS.song_seconds:.0f} s song; best of {FLAGS.repeats} "
-        f"interleaved rounds; {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at the start",
+        f"interleaved rounds; {os.cpu_count()} CPU(s), load average {load_at_start:.1f} at the start",
         flush=True)
   options = {"window_seconds": FLAGS.window_seconds} if FLAGS.window_seconds else {}
   settings, sizes = [], {}
@@ -135,7 +145,8 @@ def speed():
       start = time.perf_counter()
       run()
       times.append(time.perf_counter() - start)
-  print(f"load average {os.getloadavg()[0]:.1f} at the end")
+  load_at_end = os.getloadavg()[0]
+  print(f"load average {load_at_end:.1f} at the end")
   best = {(level, what): FLAGS.song_seconds / min(times) for level, what, _, times in settings}
   print("| precision | Separator × real time | vs float32 | StreamingSeparator × real time (pushes) | vs float32 "
         "| model size, fixed windows / stream |")
@@ -145,6 +156,12 @@ def speed():
     size = "in process" if level == "float32" else f"{sizes.get((level, False), 0):.1f} / {sizes.get((level, True), 0):.1f} MB"
     print(f"| {level} | {offline:.1f} | {offline / best[('float32', 'Separator')]:.2f} | {stream:.1f} | "
           f"{stream / best[('float32', f'StreamingSeparator {block}')]:.2f} | {size} |", flush=True)
+  rows = [{"precision": level, "what": what, "x_real_time": round(best[(level, what)], 2),
+           "vs_float32": round(best[(level, what)] / best[("float32", what)], 2)}
+          for level in PRECISIONS for what in ("Separator", f"StreamingSeparator {block}")]
+  print("kept in", results.save("precision_speed", rows, preset=FLAGS.preset, song_seconds=FLAGS.song_seconds,
+                                block_frames=block, repeats=FLAGS.repeats,
+                                load_average=[round(load_at_start, 1), round(load_at_end, 1)]))
 
 
 def main(argv):
@@ -152,8 +169,8 @@ def main(argv):
   if FLAGS.part in ("quality", "both"):
     if len(FLAGS.models) != len(FLAGS.roots) or not FLAGS.models:
       raise app.UsageError("--models and --roots: one dataset per model")
-    for model_source, root in zip(FLAGS.models, FLAGS.roots):
-      quality(model_source, root)
+    rows = [row for model_source, root in zip(FLAGS.models, FLAGS.roots) for row in quality(model_source, root)]
+    print("kept in", results.save("precision_quality", rows))
   if FLAGS.part in ("speed", "both"):
     speed()
 

@@ -26,6 +26,9 @@ import time
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import results  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the command runs
 
@@ -75,6 +78,7 @@ def memory(scratch):
     wut.build_model(config).save(models[name])
   runs = [("M5-HighSR", float(m)) for m in FLAGS.m5_minutes]
   runs += [(f"M5-HighSR, {FLAGS.memory_filters} filters", float(m)) for m in FLAGS.minutes]
+  rows = []
   for name, minutes in runs:
     song = os.path.join(scratch, f"{minutes:g}min.wav")
     if not os.path.exists(song):
@@ -82,8 +86,11 @@ def memory(scratch):
     peak, seconds = peak_rss_of_command(models[name], song, os.path.join(scratch, "out"))
     print(f"memory  {name:28s} {minutes:6g} min: peak RSS {peak:5.2f} GiB, {minutes * 60 / seconds:6.1f}x real "
           f"time (whole command)", flush=True)
+    rows.append({"part": "memory", "model": name, "minutes": minutes, "peak_rss_gib": round(peak, 3),
+                 "x_real_time": round(minutes * 60 / seconds, 2)})
     shutil.rmtree(os.path.join(scratch, "out"), ignore_errors=True)
     os.remove(song)
+  return rows
 
 
 def speed(scratch):
@@ -111,15 +118,17 @@ def speed(scratch):
     print(f"speed   M5-HighSR {FLAGS.speed_seconds:g} s song, {k:9s}: best {v:.2f} s "
           f"({FLAGS.speed_seconds / v:.1f}x real time)")
   print(f"speed   streamed / in memory throughput: {best['in memory'] / best['streamed']:.3f}")
+  return [{"part": "speed", "path": k, "song_seconds": FLAGS.speed_seconds, "best_s": round(v, 3),
+           "x_real_time": round(FLAGS.speed_seconds / v, 2)} for k, v in best.items()]
 
 
 def main(argv):
   del argv
   scratch = tempfile.mkdtemp(prefix="separate_long_")
   try:
-    if FLAGS.speed_seconds:
-      speed(scratch)
-    memory(scratch)
+    rows = speed(scratch) if FLAGS.speed_seconds else []
+    rows += memory(scratch)
+    print("kept in", results.save("separate_long", rows, repeats=FLAGS.repeats))
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
 

@@ -21,7 +21,10 @@ import time
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import results  # noqa: E402
 
 flags.DEFINE_string("preset", "M5-HighSR", "Preset to time.")
 flags.DEFINE_list("block_frames", ["4096", "16384"], "Block sizes to time in-process (XLA).")
@@ -94,12 +97,17 @@ def main(argv):
   print("| stream, block (samples) | block (ms) | latency (samples) | latency (s) | x real time, pushes | "
         "vs offline | x real time, with flush | vs offline |")
   print("|---|---|---|---|---|---|---|---|")
+  rows = [{"stream": "offline Separator", "x_real_time_pushes": round(offline, 2), "vs_offline": 1.0}]
   for name, _, stream, times in settings[1:]:
     pushes = FLAGS.seconds / min(t[0] for t in times)
     whole = FLAGS.seconds / min(t[1] for t in times)
     block = stream.block_frames
     print(f"| {name} | {1000 * block / rate:.0f} | {stream.latency_frames} | {stream.latency_frames / rate:.2f} | "
           f"{pushes:.1f} | {pushes / offline:.2f} | {whole:.1f} | {whole / offline:.2f} |", flush=True)
+    rows.append({"stream": name, "block_frames": block, "latency_frames": stream.latency_frames,
+                 "x_real_time_pushes": round(pushes, 2), "vs_offline": round(pushes / offline, 2),
+                 "x_real_time_with_flush": round(whole, 2), "vs_offline_with_flush": round(whole / offline, 2)})
+  results.save("streaming", rows, preset=FLAGS.preset, seconds=FLAGS.seconds, repeats=FLAGS.repeats)
   shutil.rmtree(scratch, ignore_errors=True)
 
 
