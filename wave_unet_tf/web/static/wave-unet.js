@@ -7,8 +7,9 @@
 //
 // separate tiles the song exactly as the Python Separator does with a fixed window (the model's shift grid,
 // zeros around the song, each window's kept outputs side by side), so at the model's rate it gives the
-// Separator's samples; other rates go through the browser's own resampler (OfflineAudioContext), where the
-// Separator uses soxr.
+// Separator's samples; other rates go through resample.js (a windowed sinc) where the Separator uses soxr.
+
+import {resample} from './resample.js';
 
 const base = new URL('./', import.meta.url);
 
@@ -72,11 +73,11 @@ class WaveUNet {
     // A few samples at a high rate may resample to none at the model's: zeros keep one sample at least.
     const shortest = Math.ceil(2 * sampleRate / this.sampleRate);
     if (samples < shortest) mix = mix.map((c) => padTo(c, shortest));
-    mix = await resample(mix, sampleRate, this.sampleRate);
+    mix = resample(mix, sampleRate, this.sampleRate);
     const estimates = await this.separateAtModelRate(mix, progress);
     const result = {};
     for (const source of this.sourceNames) {
-      const back = (await resample(estimates[source], this.sampleRate, sampleRate)).map((c) => fitLength(c, samples));
+      const back = resample(estimates[source], this.sampleRate, sampleRate).map((c) => fitLength(c, samples));
       result[source] = convertChannels(back, channels.length);
     }
     return result;
@@ -185,20 +186,6 @@ function padTo(c, n) {
 
 function fitLength(c, n) {
   return c.length >= n ? c.subarray(0, n) : padTo(c, n);
-}
-
-// The browser's own resampler: an OfflineAudioContext at the target rate playing the audio.
-export async function resample(channels, from, to) {
-  if (from === to) return channels;
-  const frames = Math.max(1, Math.round(channels[0].length * to / from));
-  const context = new OfflineAudioContext(channels.length, frames, to);
-  const buffer = new AudioBuffer({numberOfChannels: channels.length, length: channels[0].length, sampleRate: from});
-  channels.forEach((c, k) => buffer.copyToChannel(c, k));
-  const source = new AudioBufferSourceNode(context, {buffer});
-  source.connect(context.destination);
-  source.start();
-  const rendered = await context.startRendering();
-  return channels.map((_, k) => rendered.getChannelData(k));
 }
 
 export const waveUNet = new WaveUNet();
