@@ -28,7 +28,9 @@ runtime.configure()
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("preset", "M5-HighSR", "The model's preset (random weights).")
-flags.DEFINE_list("precisions", ["float32", "float16", "int8"], "The sites' precisions.")
+flags.DEFINE_list("precisions", ["float32", "float16", "int8", "int8-full"], "The sites' precisions; int8-full: "
+                  "the fixed-window model fully quantized to int8 (weights and activations, calibrated on the song's "
+                  "windows; not one of --web's precisions), the stream float32.")
 flags.DEFINE_float("song_seconds", 20.0, "Song length.")
 flags.DEFINE_float("window_seconds", None, "Output seconds per window of the sites (default: the site's).")
 flags.DEFINE_integer("block_frames", 4096, "Stream block.")
@@ -60,6 +62,36 @@ def _snr(reference, estimate):
   return 10 * np.log10(np.sum(reference ** 2) / max(np.sum((estimate - reference) ** 2), 1e-30))
 
 
+def full_integer_model(model, output, song, window_seconds):
+  """The fixed-window TFLite model with int8 weights and activations (float32 in and out), its ranges calibrated
+  on windows of ``song``; written to ``output``."""
+  import numpy as np
+  import tensorflow as tf
+
+  from wave_unet_tf.deploy import saved_model
+  from wave_unet_tf.deploy.saved_model import CONFIG_ASSET
+  from wave_unet_tf.deploy.tflite import _with_metadata
+  with tempfile.TemporaryDirectory() as scratch:
+    plan = saved_model.export_saved_model(model, os.path.join(scratch, "fixed"), window_seconds, batch_size=1,
+                                          xla=False, lite=True)
+    converter = tf.lite.TFLiteConverter.from_saved_model(os.path.join(scratch, "fixed"),
+                                                         signature_keys=["serving_default"])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+    def windows():
+      padded = np.pad(song, [(plan.context_before, plan.input_frames), (0, 0)])
+      for k in range(min(8, -(-len(song) // plan.stride))):
+        start = k * plan.stride
+        yield {"mix": padded[start:start + plan.input_frames][None].astype(np.float32)}
+
+    converter.representative_dataset = windows
+    with open(os.path.join(scratch, "fixed", "assets", CONFIG_ASSET)) as f:  # the Python runner reads it
+      flatbuffer = _with_metadata(converter.convert(), f.read())
+  with open(output, "wb") as f:
+    f.write(flatbuffer)
+
+
 def main(argv):
   del argv
   import numpy as np
@@ -69,7 +101,7 @@ def main(argv):
   from wave_unet_tf import audio
   from wave_unet_tf.deploy.tflite import default_threads
   from wave_unet_tf.web.serve import serve_in_background
-  from wave_unet_tf.web.site import build_site
+  from wave_unet_tf.web.site import DEFAULT_WINDOW_SECONDS, build_site
 
   config = wut.get_preset(FLAGS.preset)
   model = wut.build_model(config)
@@ -86,7 +118,11 @@ def main(argv):
   for precision in FLAGS.precisions:
     start = time.perf_counter()
     folder = os.path.join(scratch, precision)
-    manifest = build_site(model, folder, precision, FLAGS.window_seconds, block)
+    manifest = build_site(model, folder, "float32" if precision == "int8-full" else precision, FLAGS.window_seconds,
+                          block)
+    if precision == "int8-full":
+      full_integer_model(model, os.path.join(folder, "model.tflite"), song,
+                         FLAGS.window_seconds or DEFAULT_WINDOW_SECONDS)
     sites[precision] = folder
     print(f"{precision}: site built in {time.perf_counter() - start:.0f} s (windows of "
           f"{manifest['window']['inputFrames']} -> {manifest['window']['outputFrames']} samples; model "
