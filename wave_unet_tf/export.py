@@ -90,9 +90,10 @@ def main(argv):
     from wave_unet_tf.web.site import build_site
     manifest = build_site(model, FLAGS.web, FLAGS.precision, FLAGS.window_seconds, FLAGS.block_frames,
                           FLAGS.overwrite)
-    print(f"wrote the site {FLAGS.web} ({FLAGS.precision}; {', '.join(manifest['sources'])}; live latency "
-          f"{manifest['stream']['latencyFrames'] / manifest['sampleRate']:.2f} s): serve it, e.g. "
-          f"python -m wave_unet_tf.web.serve {FLAGS.web}")
+    stream = manifest["stream"]
+    print(f"wrote the site {FLAGS.web} ({FLAGS.precision}; {', '.join(manifest['sources'])}; live: the stems "
+          f"{(stream['latencyFrames'] + 2 * stream['blockFrames']) / manifest['sampleRate']:.2f} s after the sound); "
+          f"serve it, e.g. python -m wave_unet_tf.web.serve {FLAGS.web}")
 
 
 def run():
