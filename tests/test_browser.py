@@ -24,7 +24,8 @@ from test_precision import LEAST_SNR, snr
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic", "--autoplay-policy=no-user-gesture-required"]
+                 "--disable-sync", "--no-first-run", "--disable-quic", "--autoplay-policy=no-user-gesture-required",
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]  # a microphone playing a tone
 RATE = 16000
 # Float32 arrays travel to and from the page as base64 (JSON lists of floats would take seconds).
 JS_CODEC = """
@@ -107,7 +108,7 @@ class Served:
 
 
 def _open(browser, url, requests=None, errors=None):
-  page = browser.new_page(viewport={"width": 1100, "height": 900}, accept_downloads=True)
+  page = browser.new_page(viewport={"width": 1100, "height": 900}, accept_downloads=True, permissions=["microphone"])
   if requests is not None:
     page.on("request", lambda request: requests.append(request.url))
   page.on("pageerror", lambda error: (errors if errors is not None else []).append(str(error)))
@@ -245,6 +246,12 @@ def test_the_page_separates_a_file_and_live_audio_with_no_other_origin(sites, br
     assert re.fullmatch(r"\d+\.\d\d s", page.inner_text("#latency"))
     if os.environ.get("WAVE_UNET_BROWSER_SCREENSHOT"):
       page.screenshot(path=os.environ["WAVE_UNET_BROWSER_SCREENSHOT"], full_page=True)
+    page.click("#live-stop")
+    page.click("#live-mic")  # Chromium's fake microphone
+    page.wait_for_function("document.querySelector('#live-status').textContent.startsWith('live: ') && "
+                           "parseFloat(document.querySelector('#live-status').textContent.split(' ')[1]) > 0.5",
+                           timeout=30000)
+    expect(page.locator("#error")).to_be_hidden()
     page.click("#live-stop")
     assert [r for r in requests if not r.startswith(served.url) and not r.startswith(("data:", "blob:"))] == []
   finally:

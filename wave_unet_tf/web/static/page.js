@@ -187,6 +187,7 @@ $('karaoke').addEventListener('click', () => {
 
 async function startLive(kind) {
   clearError();
+  $('live-status').textContent = 'live: starting…';
   await stopLive();
   const m = waveUNet.manifest;
   const {blockFrames, latencyFrames} = m.stream;
