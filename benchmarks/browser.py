@@ -204,7 +204,8 @@ def main(argv):
     if what == "browser separate" and precision != "float32" and precision in outputs and "float32" in outputs:
       quality = min(_snr(outputs["float32"][s], outputs[precision][s]) for s in config.source_names)
     rows.append({"what": what, "precision": precision, "threads": threads, "realtime_factor": round(speed, 2),
-                 "vs_python": round(ratio, 3), "snr_vs_float32_db": None if quality is None else round(float(quality), 1)})
+                 "vs_python": round(ratio, 3),
+                 "snr_vs_float32_db": None if quality is None else round(float(quality), 1)})
     print(f"| {what} | {precision} | {threads} | {speed:.2f} | {ratio:.2f} | "
           f"{'' if quality is None else f'{quality:.1f}'} |", flush=True)
   if FLAGS.save:

@@ -260,7 +260,7 @@ def test_the_page_separates_a_file_and_live_audio_with_no_other_origin(sites, br
 
 
 @pytest.mark.slow
-def test_a_model_that_fails_to_load_is_said_on_the_page(sites, browser, tmp_path):
+def test_a_model_that_fails_to_load_and_a_browser_without_webassembly_are_said_on_the_page(sites, browser, tmp_path):
   broken = tmp_path / "broken"
   shutil.copytree(sites["float32"], broken)
   (broken / "model.tflite").write_bytes(b"not a model")
@@ -271,6 +271,13 @@ def test_a_model_that_fails_to_load_is_said_on_the_page(sites, browser, tmp_path
     assert page.inner_text("#error").startswith("error: the model failed to load")
     assert page.evaluate("window.waveUNet.ready.then(() => 'loaded', (e) => e.message)").startswith(
         "the model failed to load")
+    page.close()
+    page = browser.new_page()
+    page.add_init_script("delete window.WebAssembly")  # a browser without it
+    page.goto(served.url)
+    page.wait_for_selector("#error:not([hidden])", timeout=60000)
+    assert page.inner_text("#error") == ("error: this browser cannot run the model: it has no WebAssembly or no Web "
+                                         "Workers")
   finally:
     page.close()
     served.close()

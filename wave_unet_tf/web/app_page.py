@@ -1,9 +1,9 @@
 """The in-browser site of ``wave-unet-app``'s model, served by the app itself under ``browser/``.
 
 The site (`wave_unet_tf.web.site`) is built in the background once the app serves, into a temporary folder
-of its own (removed when the app stops); until it is ready the address says so, and a model that cannot run in the browser (a SavedModel, a
-``.tflite`` file, a model without context) says why. Its files are sent with the cross-origin isolation
-headers, so the page gets threads.
+of its own (removed when the app stops); until it is ready the address says so, and a model that cannot run
+in the browser (a SavedModel, a ``.tflite`` file, a model without context) says why. Its files are sent with
+the cross-origin isolation headers, so the page gets threads.
 """
 
 import html

@@ -19,7 +19,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STATIC = os.path.join(HERE, "static")
 LITERTJS_ENV = "WAVE_UNET_LITERTJS"  # another folder holding node_modules/@litertjs (default: beside this file)
 # Output seconds per window of the fixed-window model: long enough that the model's context (about 3 s at
-# 44.1 kHz, read again by every window) costs little, short enough for a browser's memory.
+# 44.1 kHz, read again by every window) costs little (M5-HighSR in Chromium, benchmarks/browser.py: 1.85x real
+# time with 10 s windows, 1.19x with 4 s), short enough for a browser's memory.
 DEFAULT_WINDOW_SECONDS = 10.0
 RUNTIME_FILES = ("litert_wasm_internal.js", "litert_wasm_internal.wasm", "litert_wasm_compat_internal.js",
                  "litert_wasm_compat_internal.wasm", "litert_wasm_threaded_internal.js",

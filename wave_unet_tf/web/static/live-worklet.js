@@ -61,7 +61,8 @@ class WaveUNetLive extends AudioWorkletProcessor {
       for (let c = 0; c < output.length; c++) {
         let y = 0;
         if (stems) {
-          for (const source of this.sources) y += this.gains[source] * stems[source][Math.min(c, this.channels - 1)][at];
+          const channel = Math.min(c, this.channels - 1);
+          for (const source of this.sources) y += this.gains[source] * stems[source][channel][at];
         }
         output[c][i] = y;
       }

@@ -210,7 +210,10 @@ async function startLive(kind) {
         sampleRate: song.sampleRate});
       song.channels.forEach((c, k) => buffer.copyToChannel(c, k));
       source = new AudioBufferSourceNode(context, {buffer});
-      source.onended = () => { if (live && live.source === source) setTimeout(stopLive, 1000 * (latencyFrames + 2 * blockFrames) / m.sampleRate); };
+      source.onended = () => {  // stops once the song's last stems have played
+        const tail = 1000 * (latencyFrames + 2 * blockFrames) / m.sampleRate;
+        setTimeout(() => { if (live && live.source === source) stopLive(); }, tail);
+      };
       source.start();
     }
     source.connect(node);

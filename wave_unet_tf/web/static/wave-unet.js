@@ -3,6 +3,7 @@
 //   sourceNames, sampleRate      the model's sources and rate; channels, threads, note (how it runs), manifest
 //   separate(channels, rate, {progress})  -> Promise of {source: channels} at the input's rate, length and channels
 //   stream()                     -> {blockFrames, latencyFrames, push(channels)} at the model's rate
+//                                (one stream at a time: a new one, e.g. the page's live mode, restarts it)
 // Channels are arrays of Float32Array, one per channel.
 //
 // separate tiles the song exactly as the Python Separator does with a fixed window (the model's shift grid,
