@@ -194,6 +194,8 @@ async function startLive(kind) {
   // The context runs at the model's rate; the browser resamples to and from the sound card.
   const context = new AudioContext({sampleRate: m.sampleRate, latencyHint: 'playback'});
   try {
+    const stream = waveUNet.stream();
+    await stream.ready;
     await context.audioWorklet.addModule(new URL('live-worklet.js', import.meta.url));
     const node = new AudioWorkletNode(context, 'wave-unet-live', {
       numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [m.channels],
@@ -218,7 +220,6 @@ async function startLive(kind) {
     }
     source.connect(node);
     node.connect(context.destination);
-    const stream = waveUNet.stream();
     live = {context, node, source, stream, failed: false, pending: Promise.resolve()};
     const state = live;
     node.port.onmessage = (event) => {

@@ -2,7 +2,7 @@
 //   ready                        a Promise, resolved once the models are loaded (rejected with the reason otherwise)
 //   sourceNames, sampleRate      the model's sources and rate; channels, threads, note (how it runs), manifest
 //   separate(channels, rate, {progress})  -> Promise of {source: channels} at the input's rate, length and channels
-//   stream()                     -> {blockFrames, latencyFrames, push(channels)} at the model's rate
+//   stream()                     -> {blockFrames, latencyFrames, push(channels), ready} at the model's rate
 //                                (one stream at a time: a new one, e.g. the page's live mode, restarts it)
 // Channels are arrays of Float32Array, one per channel.
 //
@@ -113,18 +113,19 @@ class WaveUNet {
   stream() {
     const self = this;
     const {blockFrames, latencyFrames} = this.manifest.stream;
-    let started = null;
+    // Started at once: the padding's blocks run before the first push (live audio must not wait for them).
+    const started = this.ready.then(() => this.call({type: 'reset'}));
+    started.catch(() => {});
     return {
       blockFrames,
       latencyFrames,
+      ready: started,
       async push(channels) {
-        await self.ready;
+        await started;
         channels = checkChannels(channels, 'push');
         if (channels[0].length !== blockFrames) {
           throw new Error(`push: ${channels[0].length} frames; the stream takes blocks of ${blockFrames}`);
         }
-        if (!started) started = self.call({type: 'reset'});
-        await started;
         const mix = convertChannels(channels, self.channels);
         const block = interleave(mix);
         const out = await self.call({type: 'push', block}, [block.buffer]);
