@@ -295,9 +295,14 @@ def test_the_command_refuses_an_existing_folder_and_a_bad_model_in_one_line(tmp_
   assert refused.returncode == 1
   assert len(refused.stderr.strip().splitlines()) == 1
   assert refused.stderr.strip().endswith(f": error: --web={existing}: already exists (pass --overwrite to replace it)")
+  (existing / "notes.txt").write_text("mine\n")
+  from wave_unet_tf.web.site import WebError, check_destination
+  with pytest.raises(WebError, match="not a site of wave-unet-export --web"):
+    check_destination(str(existing), overwrite=True)
   bad = subprocess.run([*command, "--model", str(tmp_path / "bad.keras"), "--web", str(tmp_path / "new")],
                        capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
   assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
   assert "bad.keras" in bad.stderr
   assert_quiet(bad.stdout, bad.stderr)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.keras", "site"]  # nothing left behind
+  assert [p.name for p in existing.iterdir()] == ["notes.txt"]

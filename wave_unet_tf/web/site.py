@@ -68,12 +68,16 @@ def copy_runtime(destination: str):
 
 
 def check_destination(directory: str, overwrite: bool):
-  """A one-line WebError for a ``DIR`` that exists (without ``overwrite``), is a file, or whose folder is
-  missing."""
+  """A one-line WebError for a ``DIR`` that exists (without ``overwrite``), is a file, is a folder of other
+  files (never replaced, even with ``overwrite``), or whose folder is missing."""
   if os.path.exists(directory) and not os.path.isdir(directory):
     raise WebError(f"--web={directory}: a file, not a folder")
   if os.path.exists(directory) and not overwrite:
     raise WebError(f"--web={directory}: already exists (pass --overwrite to replace it)")
+  if os.path.isdir(directory) and os.listdir(directory) and \
+      not os.path.isfile(os.path.join(directory, "manifest.json")):
+    raise WebError(f"--web={directory}: a folder that is not a site of wave-unet-export --web; --overwrite replaces "
+                   f"only such a site (or an empty folder)")
   if not os.path.isdir(os.path.dirname(os.path.abspath(directory))):
     raise WebError(f"--web={directory}: its folder does not exist")
 
