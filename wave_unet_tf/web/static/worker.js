@@ -24,7 +24,9 @@ self.onmessage = (event) => {
 const handlers = {
   async init({base, threads}) {
     if (typeof WebAssembly !== 'object') throw new Error('this browser has no WebAssembly');
-    manifest = await (await fetch(new URL('manifest.json', base))).json();
+    const response = await fetch(new URL('manifest.json', base));
+    if (!response.ok) throw new Error(`the model failed to load (manifest.json: HTTP ${response.status})`);
+    manifest = await response.json();
     litert = await import(new URL('litert/litert.js', base).href);
     const wasm = new URL('litert/wasm/', base).href;
     let threaded = threads !== 1 && self.crossOriginIsolated === true;
