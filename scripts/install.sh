@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs wave-unet-tf and everything it needs: ffmpeg (apt, where possible) and the Python package.
 # With the test extra (the default) also Chromium where apt can install it: the web page's browser tests use
-# it and are skipped, saying so, without it.
+# it and are skipped, saying so, without it. LiteRT.js (npm), which `wave-unet-export --web` copies into the
+# in-browser site, is installed beside the package where npm is found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 apt_install() {
@@ -23,3 +24,9 @@ if [ "${1:-test}" = test ] && ! command -v chromium >/dev/null && ! command -v c
   apt_install chromium 2>/dev/null || echo "chromium could not be installed with apt: the web page's browser tests will be skipped" >&2
 fi
 python3 -m pip install -q --disable-pip-version-check -e ".[${1:-test}]"
+if command -v npm >/dev/null || apt_install npm 2>/dev/null; then
+  npm ci --prefix wave_unet_tf/web --no-audit --no-fund --silent \
+    || echo "npm could not install LiteRT.js: wave-unet-export --web and the browser tests need it (npm ci --prefix wave_unet_tf/web)" >&2
+else
+  echo "npm not found: wave-unet-export --web and the browser tests need LiteRT.js (npm ci --prefix wave_unet_tf/web)" >&2
+fi

@@ -317,8 +317,32 @@ def test_the_page_separates_a_song_into_the_files_the_command_writes(server, bro
 
   assert [r for r in requests if not r.startswith(url) and not r.startswith(("data:", "blob:"))] == []
   assert any(temp_dir.rglob("*.wav"))
+  _assert_serves_the_browser_page(page, url)
   page.close()  # the session ends: its uploads and stems go
   deadline = time.monotonic() + 60
   while any(p.is_file() for p in temp_dir.rglob("*")) and time.monotonic() < deadline:
     time.sleep(0.2)
   assert [str(p) for p in temp_dir.rglob("*") if p.is_file()] == []
+
+
+def _assert_serves_the_browser_page(page, url):
+  """The model's in-browser site (tests/test_browser.py tests the site itself) at browser/, with the headers
+  that give it threads, linked from the page."""
+  import urllib.error
+  import urllib.request
+  from wave_unet_tf.web.site import WebError, litertjs_folder
+  try:
+    litertjs_folder()
+  except WebError:
+    return  # the app runs without it
+  assert page.locator("#wut-browser a").get_attribute("href") == "browser/"
+  deadline = time.monotonic() + 180
+  while True:  # built in the background
+    try:
+      with urllib.request.urlopen(url + "browser/manifest.json", timeout=30) as response:
+        assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+        assert b'"sources"' in response.read()
+        break
+    except urllib.error.HTTPError as e:
+      assert e.code == 503 and time.monotonic() < deadline, e
+      time.sleep(1)

@@ -201,6 +201,8 @@ def test_export_notebook_writes_and_runs_saved_model_and_every_tflite_variant(tm
     assert (tmp_path / "exported" / f"wave_unet_{quantize}.tflite").is_file()
   text = text_output(notebook)
   assert "signature_def['separate']" in text and "signature_def['serving_default']" in text
+  site = tmp_path / "exported" / "site"  # the in-browser site (tests/test_browser.py runs one in Chromium)
+  assert {"index.html", "manifest.json", "model.tflite", "stream.tflite", "litert"} <= {p.name for p in site.iterdir()}
 
 
 @pytest.mark.slow

@@ -138,8 +138,8 @@ class Workspace:
     self._remove_stray_temporaries()
 
   def _remove_stray_temporaries(self, older_than_seconds=60):
-    """Gradio's components leave an empty ``tmp*`` file in the upload folder each time they read a file; an
-    upload in progress starts as one too, so only those left untouched for a minute go."""
+    """Empty ``tmp*`` files Gradio may leave in the upload folder; an upload in progress starts as one too, so
+    only those left untouched for a minute go."""
     now = time.time()
     for entry in os.scandir(self.uploads):
       try:
@@ -278,8 +278,9 @@ def _summary(songs: List[Song], total: int) -> str:
   return "\n".join(lines)
 
 
-def build_page(models: Models, workspace: Workspace):
-  """The page as a ``gradio.Blocks``: songs, model and output options, Separate; then per song its stems."""
+def build_page(models: Models, workspace: Workspace, browser_link: bool = False):
+  """The page as a ``gradio.Blocks``: songs, model and output options, Separate; then per song its stems.
+  ``browser_link``: a link to the launch model's in-browser page (`wave_unet_tf.web.app_page`)."""
   gr = _import_gradio()
   codecs = list(outputs.CODECS)
   first_sources = list(models.source_names(models.default))
@@ -290,12 +291,12 @@ def build_page(models: Models, workspace: Workspace):
             gr.Dropdown(choices=_two_stem_choices(sources), value=_NO_TWO_STEMS))
 
   def note_uploads(files, request: gr.Request):
-    workspace.note_uploads(request.session_hash, files or ())
+    workspace.note_uploads(request.session_hash, _upload_paths(files))
 
   def separate(files, choice, stems, two_stems, codec, bit_depth, bitrate, clip, request: gr.Request,
                progress=gr.Progress()):
     hidden_zip = gr.DownloadButton(visible=False, value=None)
-    files = [f for f in files or () if f]
+    files = _upload_paths(files)
     if not files:
       yield [], '<p class="wut-error">error: add one or more songs first</p>', hidden_zip
       return
@@ -331,10 +332,13 @@ def build_page(models: Models, workspace: Workspace):
   with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(600, 3600)) as page:
     gr.Markdown(f"# {TITLE}: separate a song into its sources\nDrop one or more songs (any format ffmpeg reads), "
                 "choose what you want and press **Separate**. Each stem can be played and downloaded.")
+    if browser_link:
+      gr.HTML(f'<p id="wut-browser">Or <a href="browser/" target="_blank">separate in your browser</a>: '
+              f'{html.escape(models.label(models.default))} runs on your own machine, files and live audio, nothing '
+              f'uploaded.</p>')
     with gr.Row():
       with gr.Column(scale=3):
-        files = _without_empty_temporaries(
-            gr.File(label="Songs", file_count="multiple", type="filepath", elem_id="wut-files"))
+        files = gr.File(label="Songs", file_count="multiple", type="filepath", elem_id="wut-files")
       with gr.Column(scale=2):
         model = gr.Dropdown(choices=[(models.label(c), c) for c in models.choices], value=models.default,
                             label="Model", allow_custom_value=False, elem_id="wut-model")
@@ -369,21 +373,28 @@ def build_page(models: Models, workspace: Workspace):
                                 value=song["downloads"][stem], scale=1, elem_classes="wut-download")
 
     model.change(stem_choices, inputs=model, outputs=[stems, two_stems])
-    files.upload(note_uploads, inputs=files, queue=False, show_progress="hidden")
+    # preprocess=False: the uploads' paths are read from the payload (`_upload_paths`); the other inputs'
+    # payloads are their values already.
+    files.upload(note_uploads, inputs=files, queue=False, show_progress="hidden", preprocess=False)
     button.click(separate, inputs=[files, model, stems, two_stems, codec, bit_depth, bitrate, clip],
-                 outputs=[songs, status, zip_button], concurrency_limit=1)
+                 outputs=[songs, status, zip_button], concurrency_limit=1, preprocess=False)
     page.unload(end_session)
   return page
 
 
-def _without_empty_temporaries(component):
-  """A ``gradio.File`` that passes the uploads' paths on without leaving an empty temporary file in the upload
-  folder for every file of every event (what its own ``type="filepath"`` reading does)."""
-  def path_of(payload):
-    return payload.path
-  if hasattr(component, "_process_single_file"):
-    component._process_single_file = path_of
-  return component
+def _upload_paths(payload) -> List[str]:
+  """The uploads' paths from a ``gradio.File``'s payload as its events receive it with ``preprocess=False``:
+  Gradio's own reading (``type="filepath"``) leaves an empty temporary file in the upload folder for every file
+  of every event, so the page's events take the payload as it is."""
+  if payload is None:
+    return []
+  items = payload if isinstance(payload, (list, tuple)) else [payload]
+  paths = []
+  for item in items:
+    path = item.get("path") if isinstance(item, dict) else getattr(item, "path", item)
+    if path:
+      paths.append(os.fspath(path))
+  return paths
 
 
 def _two_stem_choices(sources):
@@ -404,17 +415,20 @@ class App:
   workspace: Workspace
   url: str
   share_url: Optional[str] = None
+  browser: Optional[object] = None  # the in-browser page (wave_unet_tf.web.app_page.BrowserPage)
 
   def close(self):
     try:
       self.page.close()
     finally:
       self.workspace.close()
+      if self.browser is not None:
+        self.browser.close()
 
 
 def launch(model: Optional[str] = None, *, host: str = DEFAULT_HOST, port: Optional[int] = None, share: bool = False,
            max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, temp_dir: Optional[str] = None, inline: Optional[bool] = None,
-           **separator_options) -> App:
+           browser_page: bool = True, **separator_options) -> App:
   """Starts the page and returns at once; in a notebook it shows inline (Colab: through Colab's proxy).
 
   Args:
@@ -426,6 +440,8 @@ def launch(model: Optional[str] = None, *, host: str = DEFAULT_HOST, port: Optio
     max_upload_mb: the largest file the page takes, in MB (2**20 bytes).
     temp_dir: where uploads and stems are kept while served (default: a new temporary folder).
     inline: show the page in the notebook (default: when running in one).
+    browser_page: also serve the model's in-browser page at ``browser/`` (``wave-unet-export --web``, built in
+      the background; needs LiteRT.js, which scripts/install.sh installs), linked from the page.
     **separator_options: `Separator`'s ``window_seconds``, ``batch_size``, ``jit_compile``.
   """
   workspace = Workspace(temp_dir)
@@ -434,11 +450,13 @@ def launch(model: Optional[str] = None, *, host: str = DEFAULT_HOST, port: Optio
     gr = _import_gradio()
     models = Models(model, **separator_options)
     models.separator(models.default)
-    page = build_page(models, workspace)
+    from wave_unet_tf.web import app_page
+    browser_page = browser_page and app_page.available()
+    page = build_page(models, workspace, browser_link=browser_page)
     gr.set_static_paths([workspace.sessions])  # stems are served from where they were written, not copied
     page.queue(default_concurrency_limit=1)
     try:
-      _, url, share_url = page.launch(
+      server, url, share_url = page.launch(
           server_name=host, server_port=port, share=share, inline=inline, prevent_thread_lock=True, quiet=True,
           max_file_size=int(max_upload_mb * 2**20), ssr_mode=False, footer_links=[], show_error=False,
           theme=gr.themes.Default(**_FONTS), css=_CSS)
@@ -446,11 +464,14 @@ def launch(model: Optional[str] = None, *, host: str = DEFAULT_HOST, port: Optio
       if port and "Cannot find empty port" in str(e):
         raise OSError(f"--port={port}: in use by another program on {host}; choose another port") from None
       raise
+    browser = app_page.mount(server, models.default) if browser_page else None
   except BaseException:
     workspace.close()
     raise
   atexit.register(workspace.close)  # a notebook's kernel that stops without page.close() leaves no files
-  return App(page, workspace, url, share_url)
+  if browser is not None:
+    atexit.register(browser.close)
+  return App(page, workspace, url, share_url, browser)
 
 
 def _define_flags():
@@ -471,6 +492,8 @@ def _define_flags():
   flags.DEFINE_float("max_upload_mb", DEFAULT_MAX_UPLOAD_MB, "The largest file the page takes, in MB (2**20 bytes).")
   flags.DEFINE_string("temp_dir", None, "Where uploads and stems are kept while served (default: a new temporary "
                       "folder, removed when the app stops).")
+  flags.DEFINE_bool("browser_page", True, "Also serve the model's in-browser page (separation on the listener's own "
+                    "machine, wave-unet-export --web) at browser/, linked from the page.")
   flags.DEFINE_string("device", "auto", f"Where the model runs: {DEVICES} (auto: a GPU if there is one).")
   flags.DEFINE_float("window_seconds", DEFAULT_WINDOW_SECONDS, "Output audio per forward pass, in seconds.")
   flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Windows per forward pass.", lower_bound=1)
@@ -498,6 +521,7 @@ def main(argv):
   use_device(values.device)
   app = launch(values.model, host=values.host, port=values.port, share=values.share,
                max_upload_mb=values.max_upload_mb, temp_dir=values.temp_dir, inline=False,
+               browser_page=values.browser_page,
                window_seconds=values.window_seconds, batch_size=values.batch_size, jit_compile=values.jit_compile)
   stopped = threading.Event()
   signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -529,7 +553,7 @@ def _check_port_free(host, port):
 
 HELP_GROUPS = (
     ("Model", ("model", "model_repo", "device")),
-    ("Page", ("host", "port", "share", "max_upload_mb", "temp_dir")),
+    ("Page", ("host", "port", "share", "max_upload_mb", "temp_dir", "browser_page")),
     ("Speed and memory (never the result)", ("window_seconds", "batch_size", "jit_compile", "compile_cache")),
 )
 

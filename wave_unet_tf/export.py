@@ -2,6 +2,7 @@ r"""wave-unet-export: write a SavedModel (TensorFlow Serving) and/or a TFLite mo
 
   wave-unet-export --model M5-HighSR --saved_model_dir exported/m5_highsr/1 \
       --tflite exported/m5_highsr.tflite --quantize float16
+  wave-unet-export --model M5-HighSR --web site/          # a static page that separates in the browser
 """
 
 import os
@@ -18,7 +19,8 @@ flags.DEFINE_string("saved_model_dir", None, "Write a SavedModel here (TF Servin
 flags.DEFINE_string("tflite", None, "Write a TFLite model of the fixed-window forward pass to this .tflite path.")
 flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic"],
                   "TFLite weights: float32, float16, or dynamic-range int8.")
-flags.DEFINE_float("window_seconds", None, "Output seconds per exported window (default: the training window).")
+flags.DEFINE_float("window_seconds", None, "Output seconds per exported window (default: the training window; "
+                   "--web: 10 s).")
 flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
 flags.DEFINE_boolean("xla", True, "Compile the SavedModel's signatures with XLA (the in-process speed; TF Serving "
                      "needs --xla_cpu_compilation_enabled=true, else call serving_default_noxla or "
@@ -28,12 +30,17 @@ flags.DEFINE_string("tflite_stream", None, "Write a streaming TFLite model (one 
                     "source out, the state as explicit tensors) to this .tflite path.")
 flags.DEFINE_integer("block_frames", DEFAULT_BLOCK_FRAMES, "Samples per block of --tflite_stream, at the "
                      "model's rate (a multiple of 2**num_layers).")
+flags.DEFINE_string("web", None, "Write a static site here that separates files and live audio in the browser "
+                    "(LiteRT.js; serve the folder from any static host).")
+flags.DEFINE_enum("precision", "float32", ["float32", "float16", "int8"], "Weights of the --web site's models: "
+                  "float32 (exact), float16 (half the download) or int8 (a quarter, and twice as fast in the browser).")
 flags.DEFINE_boolean("overwrite", False, "Replace existing outputs.")
 FLAGS = flags.FLAGS
 HELP_GROUPS = (
     ("Model", ("model", "model_repo")),
     ("TensorFlow Serving", ("saved_model_dir", "xla", "window_seconds", "frame_seconds")),
     ("TFLite", ("tflite", "quantize", "tflite_stream", "block_frames")),
+    ("In the browser", ("web", "precision")),
     ("Output", ("overwrite",)),
 )
 
@@ -41,8 +48,14 @@ HELP_GROUPS = (
 def main(argv):
   if len(argv) > 1:
     raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS.saved_model_dir and not FLAGS.tflite and not FLAGS.tflite_stream:
-    raise cli.UsageError("give --saved_model_dir, --tflite, --tflite_stream or several")
+  if not FLAGS.saved_model_dir and not FLAGS.tflite and not FLAGS.tflite_stream and not FLAGS.web:
+    raise cli.UsageError("give --saved_model_dir, --tflite, --tflite_stream, --web or several")
+  if FLAGS["precision"].present and not FLAGS.web:
+    raise cli.UsageError("--precision: sets the --web site's models (--tflite takes --quantize)")
+  if FLAGS.web:
+    from wave_unet_tf.web.site import check_destination, litertjs_folder
+    check_destination(FLAGS.web, FLAGS.overwrite)
+    litertjs_folder()
   for flag in ("tflite", "tflite_stream"):
     path = FLAGS[flag].value
     if not path:
@@ -76,6 +89,14 @@ def main(argv):
     export_tflite_stream(model, FLAGS.tflite_stream, FLAGS.block_frames)
     print(f"wrote {FLAGS.tflite_stream} (streaming, blocks of {FLAGS.block_frames} samples, "
           f"{os.path.getsize(FLAGS.tflite_stream) / 1e6:.1f} MB)")
+  if FLAGS.web:
+    from wave_unet_tf.web.site import build_site
+    manifest = build_site(model, FLAGS.web, FLAGS.precision, FLAGS.window_seconds, FLAGS.block_frames,
+                          FLAGS.overwrite)
+    stream = manifest["stream"]
+    print(f"wrote the site {FLAGS.web} ({FLAGS.precision}; {', '.join(manifest['sources'])}; live: the stems "
+          f"{(stream['latencyFrames'] + 2 * stream['blockFrames']) / manifest['sampleRate']:.2f} s after the sound); "
+          f"serve it, e.g. python -m wave_unet_tf.web.serve {FLAGS.web}")
 
 
 def run():
