@@ -40,10 +40,11 @@ class Separator:
       raise ValueError(f"batch_size={batch_size}: must be a positive integer")
     from wave_unet_tf import precision as precisions
     self.precision = precisions.check(precision)
-    if self.precision == precisions.DEFAULT:
-      self.forward_pass: ForwardPass = as_forward_pass(model_or_path, jit_compile=jit_compile)
-    else:
-      self.forward_pass = precisions.forward_pass(model_or_path, self.precision, window_seconds)
+    with runtime.native_logs_filtered():  # TensorFlow's, its converter's and LiteRT's start-up lines
+      if self.precision == precisions.DEFAULT:
+        self.forward_pass: ForwardPass = as_forward_pass(model_or_path, jit_compile=jit_compile)
+      else:
+        self.forward_pass = precisions.forward_pass(model_or_path, self.precision, window_seconds)
     self.config = self.forward_pass.config
     self.window_seconds = float(window_seconds)
     self.batch_size = self.forward_pass.batch_size or int(batch_size)
@@ -243,6 +244,6 @@ def _make_folders(path, outputs_paths):
 
 
 def _out_of_memory(error: Exception) -> bool:
-  """TensorFlow's out-of-memory errors, also when XLA or Keras wrapped them."""
-  import tensorflow as tf
-  return isinstance(error, tf.errors.ResourceExhaustedError) or "RESOURCE_EXHAUSTED" in str(error)
+  """The backend's out-of-memory errors, also when XLA or Keras wrapped them."""
+  from wave_unet_tf.backends import devices
+  return devices.out_of_memory(error)

@@ -42,6 +42,9 @@ class KerasStreamStep:
   """
 
   def __init__(self, model, block_frames: int, jit_compile: bool = True):
+    from wave_unet_tf import backends
+    backends.require_tensorflow("real-time streaming of a Keras model (--block_frames, StreamingSeparator; a "
+                                "streaming .tflite or --precision float16|int8 streams on any backend)")
     import tensorflow as tf
 
     from wave_unet_tf.separation.stream_graph import StreamGraph, window_pieces

@@ -1,0 +1,129 @@
+"""Models, separation and evaluation under the JAX and PyTorch backends give TensorFlow's results: each check runs
+in a child Python under that backend (`backends.run_python`), grouped so that each backend starts few."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+import wave_unet_tf as wut
+from wave_unet_tf.config import Config
+from wave_unet_tf.model.saving import save_model
+
+from backends import OTHER_BACKENDS, environment, run_python, skip_unless_installed
+from conftest import ORIGINAL_MODELS, ORIGINAL_TF1, PROJECT_ROOT, assert_quiet
+from released_models import RELEASED, Server, write_original_checkpoint
+
+TOLERANCE = 1e-5
+SONG_RATE = 22050  # resampled to the tiny model's 16 kHz and back
+WINDOW_SECONDS = 0.25  # several windows per song
+
+
+def tiny_model():
+  config = wut.get_preset("M5").replace(num_layers=4, num_initial_filters=6, sample_rate=16000)
+  return wut.build_model(config)
+
+
+def song(seconds, rate=SONG_RATE, channels=2, seed=0):
+  return np.random.default_rng(seed).uniform(-0.4, 0.4, (int(seconds * rate), channels)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+  """The models of every source and TensorFlow's results for them, written by this (TensorFlow) process."""
+  root = tmp_path_factory.mktemp("backends")
+  model = tiny_model()
+  save_model(model, str(root / "tiny.keras"))
+  (root / "run").mkdir()
+  save_model(model, str(root / "run" / "best.keras"))
+  (root / "www").mkdir()
+  save_model(model, str(root / "www" / "tiny.keras"))
+  frames = wut.io_sizes(model.wave_unet_config, 2048)[0]
+  mix = np.random.default_rng(1).uniform(-0.5, 0.5, (2, frames, 2)).astype(np.float32)
+  separator = wut.Separator(model, window_seconds=WINDOW_SECONDS)
+  stems = separator.separate(song(1.3), SONG_RATE)
+  soundfile.write(str(root / "song.wav"), song(1.3), SONG_RATE, subtype="FLOAT")
+  # A pretrained name from a local folder of the release: converted by the first backend that asks for it.
+  name, step, manifest = RELEASED["M5-HighSR"]
+  prefix = write_original_checkpoint(root / "repo" / "checkpoints" / name, name, step, manifest)
+  released = wut.convert_tf1_checkpoint(prefix, "M5-HighSR")
+  named = wut.Separator(released).separate(song(0.3, 44100, seed=2), 44100)
+  reference = {"mix": mix, **{f"forward/{k}": v.numpy() for k, v in model(mix, training=False).items()},
+               **{f"stems/{k}": v for k, v in stems.items()}, **{f"named/{k}": v for k, v in named.items()}}
+  np.savez(root / "reference.npz", **reference)
+  return root
+
+
+CHILD = """
+import json, os, pathlib, sys
+import keras, numpy as np
+import wave_unet_tf as wut
+from wave_unet_tf.config import Config
+
+work, original = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+reference = np.load(work / "reference.npz")
+out = {}
+
+def forward(model, mix):  # the Separator's compiled forward pass, over the plain model
+  from wave_unet_tf.separation.forward import KerasForwardPass
+  return KerasForwardPass(model, polyphase=False).forward(mix)
+
+for name in sys.argv[4].split(","):  # the original's checkpoints, converted into this backend's model
+  config = Config.from_dict(json.loads((original / name / "config.json").read_text())["config"])
+  model = wut.convert_tf1_checkpoint(str(original / name), config)
+  expected = np.load(original / name / "reference.npz")
+  for source, value in forward(model, expected["input"]).items():
+    out[f"tf1/{name}/{source}"] = value
+for label, source in (("keras", work / "tiny.keras"), ("run", work / "run"), ("url", sys.argv[3])):
+  model = wut.load_model(str(source))
+  for k, v in forward(model, reference["mix"]).items():
+    out[f"{label}/{k}"] = v
+stems = wut.Separator(str(work / "tiny.keras"), window_seconds=%(window)r).separate(
+    np.asarray(__import__("soundfile").read(str(work / "song.wav"), dtype="float32")[0]), %(rate)d)
+out.update({f"stems/{k}": v for k, v in stems.items()})
+if keras.backend.backend() == "torch":  # a full model: seconds to build on JAX (its initializers compile)
+  rng = np.random.default_rng(2)
+  named = wut.Separator("M5-HighSR").separate(rng.uniform(-0.4, 0.4, (int(0.3 * 44100), 2)).astype(np.float32), 44100)
+  out.update({f"named/{k}": v for k, v in named.items()})
+model.save(str(work / f"{keras.backend.backend()}.keras"))  # the tiny model, saved under this backend
+np.savez(work / f"{keras.backend.backend()}.npz", **out)
+print(keras.backend.backend())
+""" % {"window": WINDOW_SECONDS, "rate": SONG_RATE}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_every_model_source_loads_and_separates_as_on_tensorflow(backend, work):
+  server = Server(work / "www")
+  try:
+    result = run_python(backend, CHILD, work, ORIGINAL_TF1, f"{server.url}/tiny.keras", ",".join(ORIGINAL_MODELS),
+                        WAVE_UNET_MODEL_REPO=str(work / "repo"))
+  finally:
+    server.close()
+  assert result.stdout.strip().splitlines()[-1] == backend
+  got, reference = np.load(work / f"{backend}.npz"), np.load(work / "reference.npz")
+  for name in ORIGINAL_MODELS:  # the original graph's outputs, as tests/test_conversion.py checks on TensorFlow
+    expected = np.load(ORIGINAL_TF1 / name / "reference.npz")
+    config = Config.from_dict(json.loads((ORIGINAL_TF1 / name / "config.json").read_text())["config"])
+    for source in config.source_names:
+      np.testing.assert_allclose(got[f"tf1/{name}/{source}"], expected[source], atol=TOLERANCE, rtol=0,
+                                 err_msg=f"{name} {source}")
+  for key in reference.files:
+    if key == "mix":
+      continue
+    kind, source = key.split("/")
+    if kind == "named" and backend != "torch":
+      continue
+    labels = ("keras", "run", "url") if kind == "forward" else (kind,)
+    for label in labels:
+      np.testing.assert_allclose(got[f"{label}/{source}"], reference[key], atol=TOLERANCE, rtol=0,
+                                 err_msg=f"{label} {source}")
+  # ... and the model this backend saved loads on TensorFlow with the same outputs.
+  saved = wut.load_model(str(work / f"{backend}.keras"))
+  for source, value in saved(reference["mix"], training=False).items():
+    np.testing.assert_allclose(value.numpy(), reference[f"forward/{source}"], atol=TOLERANCE, rtol=0)
