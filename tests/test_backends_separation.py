@@ -127,3 +127,75 @@ def test_every_model_source_loads_and_separates_as_on_tensorflow(backend, work):
   saved = wut.load_model(str(work / f"{backend}.keras"))
   for source, value in saved(reference["mix"], training=False).items():
     np.testing.assert_allclose(value.numpy(), reference[f"forward/{source}"], atol=TOLERANCE, rtol=0)
+
+
+def command(backend, module, *args):
+  skip_unless_installed(backend)
+  return subprocess.run([sys.executable, "-m", f"wave_unet_tf.{module}", *map(str, args)], cwd=PROJECT_ROOT,
+                        env=environment(backend), capture_output=True, text=True, timeout=600)
+
+
+def read(path):
+  return soundfile.read(str(path), dtype="float32", always_2d=True)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_separate_command_writes_tensorflows_stems(backend, work, tmp_path):
+  result = command(backend, "separate", "--model", work / "tiny.keras", "--window_seconds", WINDOW_SECONDS,
+                   "--bit_depth", "32", "--two_stems", "vocals", "--output_dir", tmp_path, "--noprogress",
+                   work / "song.wav")
+  assert result.returncode == 0, result.stderr
+  assert_quiet(result.stdout, result.stderr)
+  reference = np.load(work / "reference.npz")
+  np.testing.assert_allclose(read(tmp_path / "song" / "vocals.wav"), reference["stems/vocals"], atol=TOLERANCE, rtol=0)
+  np.testing.assert_allclose(read(tmp_path / "song" / "no_vocals.wav"), reference["stems/accompaniment"],
+                             atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.slow
+def test_evaluate_command_scores_as_on_tensorflow(work, tmp_path):
+  from test_evaluation import write_hq_folder
+  from wave_unet_tf.evaluation import POOLED, evaluate
+  root = write_hq_folder(tmp_path / "musdb", names=("Song A",), seconds=1.0)
+  result = command("torch", "evaluate", "--model", work / "tiny.keras", "--musdb_root", root, "--is_wav",
+                   "--output_dir", tmp_path / "torch", "--window_seconds", WINDOW_SECONDS)
+  assert result.returncode == 0, result.stderr
+  assert_quiet(result.stdout, result.stderr)
+  expected = evaluate(wut.Separator(str(work / "tiny.keras"), window_seconds=WINDOW_SECONDS), str(root),
+                      is_wav=True, output_dir=str(tmp_path / "tensorflow"), progress=False, log=lambda *_: None)
+  got = json.loads((tmp_path / "torch" / "summary.json").read_text())
+  for source in ("accompaniment", "vocals"):
+    for metric in ("SDR", "SIR", "SAR", "ISR"):
+      assert got["methods"]["model"][source][metric][POOLED] == pytest.approx(
+          expected["methods"]["model"][source][metric][POOLED], abs=1e-3)
+
+
+APP_AND_BEAM = """
+import pathlib, sys
+import numpy as np, soundfile
+import wave_unet_tf as wut
+from wave_unet_tf import app
+from wave_unet_tf.separation import outputs
+work, run = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+separator = wut.Separator(str(work / "tiny.keras"), window_seconds=%(window)r)
+songs = list(app.separate_uploads(separator, [str(work / "song.wav")], str(run), outputs.OutputOptions(bit_depth=32)))
+print(songs[0].error or songs[0].stems["vocals"])
+""" % {"window": WINDOW_SECONDS}
+
+
+@pytest.mark.slow
+def test_app_and_beam_separate_on_jax(work, tmp_path):
+  pytest.importorskip("apache_beam")
+  reference = np.load(work / "reference.npz")
+  result = run_python("jax", APP_AND_BEAM, work, tmp_path / "app")
+  np.testing.assert_allclose(read(result.stdout.strip().splitlines()[-1]), reference["stems/vocals"],
+                             atol=TOLERANCE, rtol=0)
+  songs = tmp_path / "songs"
+  songs.mkdir()
+  (songs / "song.wav").write_bytes((work / "song.wav").read_bytes())
+  result = command("jax", "separate_beam", f"--input={songs}/*", f"--output_dir={tmp_path / 'beam'}",
+                   "--model", work / "tiny.keras", "--window_seconds", WINDOW_SECONDS, "--bit_depth", "32")
+  assert result.returncode == 0, result.stderr
+  np.testing.assert_allclose(read(tmp_path / "beam" / "song" / "vocals.wav"), reference["stems/vocals"],
+                             atol=TOLERANCE, rtol=0)
