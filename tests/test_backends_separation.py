@@ -199,3 +199,35 @@ def test_app_and_beam_separate_on_jax(work, tmp_path):
   assert result.returncode == 0, result.stderr
   np.testing.assert_allclose(read(tmp_path / "beam" / "song" / "vocals.wav"), reference["stems/vocals"],
                              atol=TOLERANCE, rtol=0)
+
+
+TENSORFLOW_ONLY = """
+import sys
+sys.modules["ai_edge_litert"] = None  # a plain install without LiteRT: TensorFlow's interpreter, which warns
+import numpy as np
+import wave_unet_tf as wut
+from wave_unet_tf import backends
+model, song = sys.argv[1], np.load(sys.argv[2])["song"]
+stems = wut.Separator(model, window_seconds=0.25, precision="int8").separate(song, 16000)
+np.save(sys.argv[3], stems["vocals"])
+try:
+  wut.StreamingSeparator(model, sample_rate=16000)
+except backends.NeedsTensorFlowError as e:
+  print(e, file=sys.stderr)
+"""
+
+
+@pytest.mark.slow
+def test_precisions_and_exports_switch_to_tensorflow_quietly_and_streaming_says_it_needs_it(work, tmp_path):
+  model = str(work / "tiny.keras")
+  np.savez(tmp_path / "song.npz", song=song(0.6, 16000))
+  result = run_python("jax", TENSORFLOW_ONLY, model, tmp_path / "song.npz", tmp_path / "jax.npy")
+  lines = result.stderr.strip().splitlines()
+  assert [line for line in lines if "converting the model once" not in line] == [
+      "real-time streaming of a Keras model (--block_frames, StreamingSeparator; a streaming .tflite or "
+      "--precision float16|int8 streams on any backend) runs on the TensorFlow backend only "
+      "(KERAS_BACKEND=jax now): run it with KERAS_BACKEND=tensorflow"], result.stderr
+  expected = wut.Separator(model, window_seconds=0.25, precision="int8").separate(song(0.6, 16000), 16000)
+  np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), expected["vocals"], atol=TOLERANCE, rtol=0)
+  exported = command("jax", "export", "--model", model, "--tflite", tmp_path / "tiny.tflite")
+  assert exported.returncode == 0 and (tmp_path / "tiny.tflite").exists(), exported.stderr
