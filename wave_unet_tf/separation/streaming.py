@@ -244,7 +244,9 @@ class StreamingSeparator:
 
   def __init__(self, model_or_path, sample_rate: int = None, block_frames: int = None,
                channels: int = None, jit_compile: bool = True, precision: str = "float32"):
-    self.core = ModelRateStream(as_stream_step(model_or_path, block_frames, jit_compile, precision))
+    from wave_unet_tf import runtime
+    with runtime.native_logs_filtered():  # TensorFlow's, its converter's and LiteRT's start-up lines
+      self.core = ModelRateStream(as_stream_step(model_or_path, block_frames, jit_compile, precision))
     self.config = self.core.config
     self.block_frames = self.core.block_frames
     self.sample_rate = int(sample_rate or self.config.sample_rate)
