@@ -100,12 +100,14 @@ def _report(preset, label, seconds, sep, first, best, typical):
 def time_preset(preset):
   sep = _separator(preset)
   song = _song(FLAGS.seconds)
-  _report(preset, f"windows of {sep.window_seconds:g} s", FLAGS.seconds, sep, *_timed(sep, song, FLAGS.repeats))
-  if FLAGS.one_pass:
-    for seconds in (FLAGS.seconds, FLAGS.long_seconds):
-      if seconds > 0:
-        one = _separator(preset, window_seconds=seconds + 1, model=sep.forward_pass.model)
-        _report(preset, "one pass", seconds, one, *_timed(one, _song(seconds), FLAGS.repeats))
+  songs = (FLAGS.seconds, FLAGS.long_seconds) if FLAGS.one_pass and FLAGS.long_seconds > 0 else (FLAGS.seconds,)
+  for seconds in songs:
+    waveform = song if seconds == FLAGS.seconds else _song(seconds)
+    _report(preset, f"default windows ({sep.window_seconds:g} s)", seconds, sep,
+            *_timed(sep, waveform, FLAGS.repeats))
+    if FLAGS.one_pass:
+      one = _separator(preset, window_seconds=seconds + 1, model=sep.forward_pass.model)
+      _report(preset, "one pass", seconds, one, *_timed(one, waveform, FLAGS.repeats))
   if FLAGS.tf32:
     tf32_distance(preset, sep.forward_pass.model, song)
 

@@ -175,17 +175,19 @@ APP_AND_BEAM = """
 import pathlib, sys
 import numpy as np, soundfile
 import wave_unet_tf as wut
-from wave_unet_tf import app
-from wave_unet_tf.separation import outputs
 work, run = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 separator = wut.Separator(str(work / "tiny.keras"), window_seconds=%(window)r)
+separator.separate(soundfile.read(str(work / "song.wav"), dtype="float32")[0], %(rate)d)
+assert "tensorflow" not in sys.modules, "separating on JAX imported TensorFlow"  # a GPU machine may lack it
+from wave_unet_tf import app
+from wave_unet_tf.separation import outputs
 songs = list(app.separate_uploads(separator, [str(work / "song.wav")], str(run), outputs.OutputOptions(bit_depth=32)))
 print(songs[0].error or songs[0].stems["vocals"])
-""" % {"window": WINDOW_SECONDS}
+""" % {"window": WINDOW_SECONDS, "rate": SONG_RATE}
 
 
 @pytest.mark.slow
-def test_app_and_beam_separate_on_jax(work, tmp_path):
+def test_app_and_beam_separate_on_jax_and_separating_imports_no_tensorflow(work, tmp_path):
   pytest.importorskip("apache_beam")
   reference = np.load(work / "reference.npz")
   result = run_python("jax", APP_AND_BEAM, work, tmp_path / "app")

@@ -34,7 +34,6 @@ DEBUG_ENV = "WAVE_UNET_DEBUG"  # set to 1 for tracebacks and every log line
 DEFAULT_COMPILE_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"),
                                      "wave_unet_tf", "xla")
 _CACHE_FLAG = "--tf_xla_persistent_cache_directory"
-_JAX_CACHE = "JAX_COMPILATION_CACHE_DIR"
 
 # Lines TensorFlow's C++ side writes to file descriptor 2: glog/absl records ("E0000 00:00:17... 123
 # file.cc:52] ..."), absl's pre-initialisation notice, and the CPU-feature note's second line.
@@ -77,19 +76,8 @@ def prepare_environment(compile_cache=DEFAULT_COMPILE_CACHE, host_allocator=True
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
   if not (keep_user_cache and _CACHE_FLAG in os.environ.get("TF_XLA_FLAGS", "")):
     _set_compile_cache(compile_cache)
-  if "jax" not in sys.modules and not (keep_user_cache and _JAX_CACHE in os.environ):
-    _set_jax_compile_cache(compile_cache)
-
-
-def _set_jax_compile_cache(folder):
-  """JAX's persistent cache in ``folder``/jax, for every program (Keras' JAX backend compiles one per
-  initializer shape and per operation it runs eagerly: seconds per model on a small CPU without it)."""
-  if not folder:
-    os.environ.pop(_JAX_CACHE, None)
-    return
-  os.environ[_JAX_CACHE] = os.path.join(os.path.abspath(os.path.expanduser(folder)), "jax")
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  from wave_unet_tf import backends
+  backends.set_compile_cache(compile_cache, keep_user_cache)
 
 
 def _set_compile_cache(folder):

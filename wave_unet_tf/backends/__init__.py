@@ -46,3 +46,22 @@ def require_tensorflow(feature: str) -> None:
   if current != "tensorflow":
     raise NeedsTensorFlowError(f"{feature} runs on the TensorFlow backend only (KERAS_BACKEND={current} now): "
                                f"run it with KERAS_BACKEND=tensorflow")
+
+
+_JAX_CACHE = "JAX_COMPILATION_CACHE_DIR"
+
+
+def set_compile_cache(folder, keep_user_cache: bool = False) -> None:
+  """JAX's persistent compile cache in ``folder``/jax (TensorFlow's XLA cache is ``folder`` itself,
+  `wave_unet_tf.runtime`), for every program: Keras' JAX backend compiles one per initializer shape when it
+  builds a model and one per operation it runs eagerly, seconds per model on a small CPU without the cache.
+  Takes effect if JAX is not imported yet; ``keep_user_cache`` keeps a cache the user set."""
+  import sys
+  if "jax" in sys.modules or (keep_user_cache and _JAX_CACHE in os.environ):
+    return
+  if not folder:
+    os.environ.pop(_JAX_CACHE, None)
+    return
+  os.environ[_JAX_CACHE] = os.path.join(os.path.abspath(os.path.expanduser(folder)), "jax")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
