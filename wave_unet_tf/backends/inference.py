@@ -68,3 +68,35 @@ def _torch(model, inference, jit_compile):
       outputs = inference(keras.ops.convert_to_tensor(np.asarray(mix, np.float32)))
       return {name: value.detach().cpu().numpy() for name, value in outputs.items()}
   return forward
+
+
+def compile_step(model, step: Callable, jit_compile: bool = True) -> Callable:
+  """``step(mix, states) -> (sources, next states)`` (Keras ops over ``model``'s variables; ``states`` a list
+  of tensors) compiled for JAX or PyTorch: numpy ``mix`` in, numpy sources out, the states left on the device
+  between calls. TensorFlow's streaming step is its own (`wave_unet_tf.separation.streaming.KerasStreamStep`)."""
+  name = backends.name()
+  if name == "jax":
+    import jax
+    import keras
+    variables = list(model.variables)
+
+    def stateless(values, mix, states):
+      with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+        return step(mix, states)
+    run = jax.jit(stateless) if jit_compile else stateless
+
+    def call(mix, states):
+      sources, states = run([v.value for v in variables], jax.numpy.asarray(mix, jax.numpy.float32), list(states))
+      return [np.asarray(s) for s in sources], list(states)
+    return call
+  if name == "torch":
+    import keras
+    import torch
+
+    def call(mix, states):
+      with torch.inference_mode():
+        sources, states = step(keras.ops.convert_to_tensor(np.asarray(mix, np.float32)),
+                               [keras.ops.convert_to_tensor(s) for s in states])
+        return [s.detach().cpu().numpy() for s in sources], list(states)
+    return call
+  raise backends.NeedsTensorFlowError(f"compile_step: KERAS_BACKEND={name} has its own streaming step")
