@@ -1,9 +1,8 @@
-"""Models, separation and evaluation under the JAX and PyTorch backends give TensorFlow's results: each check runs
-in a child Python under that backend (`backends.run_python`), grouped so that each backend starts few."""
+"""Models, separation (offline and streamed), evaluation, the app, Beam and the TFLite precisions under the JAX and
+PyTorch backends give TensorFlow's results: each check runs in a child Python under that backend
+(`backends.run_python`), grouped so that each backend starts few; tiny models, one full preset."""
 
 import json
-import os
-import pathlib
 import subprocess
 import sys
 
