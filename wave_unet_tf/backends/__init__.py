@@ -2,9 +2,10 @@
 
 ``KERAS_BACKEND=tensorflow|jax|torch`` (Keras' own switch, read when Keras is first imported) selects it for
 every command and for the Python API; TensorFlow is the default. The network, the recipe and the separation
-are written once in ``keras.ops``; what must differ per backend (compiling a forward pass, one training step,
-devices) lives in this package's modules. What needs TensorFlow whatever the backend (exports, the TFLite
-precisions, reading TF1 checkpoints) says so with `require_tensorflow`, never giving a different result.
+are written once in ``keras.ops``; what must differ per backend lives in this package's modules: compiling a
+forward pass or a streaming step (`inference`), devices (`devices`), one training step. What needs TensorFlow
+whatever the backend (exports, the TFLite precisions' conversions) runs there from any backend
+(`tensorflow_child`) or says so with `require_tensorflow`, never giving a different result.
 """
 
 import json
