@@ -64,7 +64,8 @@ class _RegisterWithKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):
   def exec_module(self, module):
     if self in sys.meta_path:
       sys.meta_path.remove(self)
-    self._keras_loader.exec_module(module)
+    with runtime.native_logs_filtered():  # TensorFlow's start-up lines, when Keras runs on it
+      self._keras_loader.exec_module(module)
     importlib.import_module(_KERAS_OBJECTS)
 
 

@@ -6,6 +6,7 @@ r"""wave-unet-export: write a SavedModel (TensorFlow Serving) and/or a TFLite mo
 """
 
 import os
+import sys
 
 from absl import flags
 
@@ -46,6 +47,10 @@ HELP_GROUPS = (
 
 
 def main(argv):
+  from wave_unet_tf import backends
+  if not backends.is_tensorflow():  # SavedModel and TFLite are TensorFlow's: the same export, run there
+    from wave_unet_tf.backends import tensorflow_child
+    sys.exit(tensorflow_child.rerun_command("wave_unet_tf.export"))
   if len(argv) > 1:
     raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.saved_model_dir and not FLAGS.tflite and not FLAGS.tflite_stream and not FLAGS.web:

@@ -9,6 +9,7 @@
   each layer's input on the fly and multiply in int8, several times faster on CPUs with int8 dot products.
 
 The conversions are the project's TFLite exports (`wave_unet_tf.deploy.tflite`, `deploy.tflite_stream`),
+run on TensorFlow whatever the Keras backend (in a child process under another, `backends.tensorflow_child`),
 done once per model content, precision and window (or block) and kept in the model cache
 (`wave_unet_tf.model_cache.converted`). What cannot take a precision is refused in one line: a ``.tflite``
 file (its precision was chosen at export), a SavedModel or another forward pass, and, for streams, a
@@ -86,6 +87,7 @@ def _refuse_tflite(path: str, precision: str):
 def forward_pass(model_or_path, precision: str, window_seconds: float):
   """The fixed-window TFLite forward pass of ``model_or_path`` at ``precision`` (float16 or int8), windows of
   ``window_seconds`` of output, converted once into the model cache."""
+  from wave_unet_tf.backends import tensorflow_child
   from wave_unet_tf.deploy import tflite
   from wave_unet_tf.deploy.saved_model import fixed_window_plan
   from wave_unet_tf.model_cache import converted
@@ -93,7 +95,8 @@ def forward_pass(model_or_path, precision: str, window_seconds: float):
   model = keras_model(model_or_path, precision)
   plan = fixed_window_plan(model.wave_unet_config, window_seconds)
   return converted(model, f"{precision}-w{plan.input_frames}", tflite.TFLiteForwardPass,
-                   lambda output: tflite.export_tflite(model, output, QUANTIZE[precision], window_seconds),
+                   lambda output: tensorflow_child.call("wave_unet_tf.deploy.tflite:export_tflite", model, output,
+                                                        QUANTIZE[precision], window_seconds),
                    f"{precision} (windows of {plan.input_frames} samples)")
 
 
@@ -101,6 +104,7 @@ def stream_step(model_or_path, precision: str, block_frames: int):
   """The streaming TFLite step of ``model_or_path`` at ``precision`` (float16 or int8) for blocks of
   ``block_frames`` samples, converted once into the model cache; its long delay lines stay in numpy
   (`wave_unet_tf.deploy.tflite_stream`'s ``host_delays``)."""
+  from wave_unet_tf.backends import tensorflow_child
   from wave_unet_tf.deploy import tflite_stream
   from wave_unet_tf.model_cache import converted
   from wave_unet_tf.separation.stream_graph import StreamGraph
@@ -111,6 +115,7 @@ def stream_step(model_or_path, precision: str, block_frames: int):
   except ValueError as e:
     raise ValueError(f"{_name(model_or_path)}: {e}") from None
   return converted(model, f"{precision}-stream-b{block_frames}", tflite_stream.TFLiteStreamStep,
-                   lambda output: tflite_stream.export_tflite_stream(model, output, block_frames, QUANTIZE[precision],
-                                                                     host_delays=True),
+                   lambda output: tensorflow_child.call("wave_unet_tf.deploy.tflite_stream:export_tflite_stream",
+                                                        model, output, block_frames, QUANTIZE[precision],
+                                                        host_delays=True),
                    f"{precision} (a stream of {block_frames}-sample blocks)")

@@ -21,10 +21,12 @@ and then reads as binary) and library warnings off the terminal, so a command pr
 """
 
 import atexit
+import contextlib
 import logging
 import os
 import re
 import sys
+import tempfile
 import threading
 import warnings
 
@@ -74,6 +76,8 @@ def prepare_environment(compile_cache=DEFAULT_COMPILE_CACHE, host_allocator=True
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
   if not (keep_user_cache and _CACHE_FLAG in os.environ.get("TF_XLA_FLAGS", "")):
     _set_compile_cache(compile_cache)
+  from wave_unet_tf import backends
+  backends.set_compile_cache(compile_cache, keep_user_cache)
 
 
 def _set_compile_cache(folder):
@@ -125,6 +129,37 @@ def _absl_warnings_only():
     explicit = False
   if not explicit:
     absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+@contextlib.contextmanager
+def native_logs_filtered():
+  """For the Python API: TensorFlow's and LiteRT's C++ log lines (`NOISE`) written while the block runs are
+  dropped, everything else written to file descriptor 2 is passed on when it ends. The commands filter the
+  whole process already (`quiet_terminal`); ``WAVE_UNET_DEBUG=1`` shows everything."""
+  if _filter or debugging():
+    yield
+    return
+  try:
+    sys.stderr.flush()
+    saved = os.dup(2)
+  except (OSError, ValueError):  # no real fd 2
+    yield
+    return
+  with tempfile.TemporaryFile() as caught:
+    os.dup2(caught.fileno(), 2)
+    try:
+      yield
+    finally:
+      try:
+        sys.stderr.flush()
+      except (OSError, ValueError):
+        pass
+      os.dup2(saved, 2)
+      os.close(saved)
+      caught.seek(0)
+      for line in caught.read().splitlines(keepends=True):
+        if not NOISE.match(line.decode("utf-8", "replace")):
+          os.write(2, line)
 
 
 class _StderrFilter:
@@ -196,32 +231,9 @@ DEVICES = "auto|cpu|gpu|gpu:N"
 
 
 def use_device(device="auto"):
-  """Runs TensorFlow on ``device``: ``auto`` (every GPU there is, else the CPU), ``cpu``, ``gpu`` (the GPUs;
-  an error without one) or ``gpu:N`` (that GPU only). Visible GPUs grow their memory as needed instead of
-  taking it all at once. Call it before TensorFlow's first operation."""
-  import tensorflow as tf
-  spec = str(device or "auto").strip().lower()
-  index = None
-  if spec.startswith("gpu:"):
-    try:
-      index = int(spec[4:])
-    except ValueError:
-      index = -1
-    if index < 0:
-      raise ValueError(f"--device={device}: choose {DEVICES}")
-    spec = "gpu"
-  if spec not in ("auto", "cpu", "gpu"):
-    raise ValueError(f"--device={device}: choose {DEVICES}")
-  gpus = tf.config.list_physical_devices("GPU")
-  if spec == "gpu" and not gpus:
-    raise ValueError(f"--device={device}: TensorFlow sees no GPU here (try --device=cpu)")
-  if index is not None and index >= len(gpus):
-    raise ValueError(f"--device={device}: there are {len(gpus)} GPUs (gpu:0 to gpu:{len(gpus) - 1})")
-  visible = [] if spec == "cpu" else gpus if index is None else [gpus[index]]
-  try:
-    tf.config.set_visible_devices(visible, "GPU")
-    for gpu in visible:
-      tf.config.experimental.set_memory_growth(gpu, True)
-  except RuntimeError as e:  # TensorFlow started its devices already
-    raise RuntimeError(f"--device={device}: must be chosen before TensorFlow runs anything ({e})") from None
-  return visible
+  """Runs the Keras backend on ``device``: ``auto`` (a GPU if there is one, else the CPU; TensorFlow takes
+  every GPU there is), ``cpu``, ``gpu`` (an error without one) or ``gpu:N`` (that GPU only). TensorFlow's GPUs
+  grow their memory as needed instead of taking it all at once. Call it before the backend's first
+  operation (`wave_unet_tf.backends.devices`)."""
+  from wave_unet_tf.backends import devices
+  return devices.use(device)

@@ -20,8 +20,9 @@ def define_flags():
   flags.DEFINE_float("offset", 0.0, "Separate from this many seconds into each input.", lower_bound=0.0)
   flags.DEFINE_float("duration", None, "Separate at most this many seconds of each input (default: to its end).")
   flags.DEFINE_string("device", "auto", f"Where the model runs: {DEVICES} (auto: a GPU if there is one).")
-  flags.DEFINE_float("window_seconds", DEFAULT_WINDOW_SECONDS, "Output audio per forward pass, in seconds. Changes "
-                     "speed and memory, not the result.")
+  flags.DEFINE_float("window_seconds", None, "Output audio per forward pass, in seconds. Changes speed and memory, "
+                     f"not the result. Default: {DEFAULT_WINDOW_SECONDS:g} on a CPU; on a GPU, sized to its free "
+                     "memory (a whole song in one pass when it fits).")
   flags.DEFINE_alias("frame_seconds", "window_seconds")  # the flag's first name
   flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Windows per forward pass.", lower_bound=1)
   precision.define_flag()
@@ -32,7 +33,7 @@ def define_flags():
 
 def check_flags(values=flags.FLAGS):
   """What the flags alone cannot say about their values; `cli.UsageError` naming the flag."""
-  if values.window_seconds <= 0:
+  if values.window_seconds is not None and values.window_seconds <= 0:
     raise cli.UsageError(f"--window_seconds={values.window_seconds}: must be positive")
   if values.duration is not None and values.duration <= 0:
     raise cli.UsageError(f"--duration={values.duration}: must be positive")

@@ -117,3 +117,19 @@ def output_for_input(config, input_frames: int) -> int:
     raise ValueError(f"input_frames={input_frames}: not a valid input length for this model "
                      f"({smallest_input} + a multiple of {g})")
   return smallest_output + (input_frames - smallest_input)
+
+
+def activation_bytes_per_second(config) -> int:
+  """Bytes of float32 feature maps a forward pass writes per second of output, summed over every layer (down
+  convolutions and their decimations, upsampled, concatenated and up-convolved features at each level): what a
+  whole-song window holds on a device at most, compilers reusing buffers bring it down."""
+  from wave_unet_tf.model.structure import structure
+  network = structure(config)
+  values = 0.0
+  for level in network.levels:
+    rate = config.sample_rate / 2 ** level.index
+    values += rate * level.down_conv.filters * 1.5  # the convolution's output and its decimation
+    values += rate * (level.upsampled_features * 2 + level.down_conv.filters + level.up_conv.filters)
+  values += config.sample_rate / 2 ** config.num_layers * network.bottleneck.filters
+  values += config.sample_rate * config.num_channels * (len(config.source_names) + 1)
+  return int(4 * values)

@@ -2,9 +2,10 @@
 
 ``KERAS_BACKEND=tensorflow|jax|torch`` (Keras' own switch, read when Keras is first imported) selects it for
 every command and for the Python API; TensorFlow is the default. The network, the recipe and the separation
-are written once in ``keras.ops``; what must differ per backend (compiling a forward pass, one training step,
-devices) lives in this package's modules. What needs TensorFlow whatever the backend (exports, the TFLite
-precisions, reading TF1 checkpoints) says so with `require_tensorflow`, never giving a different result.
+are written once in ``keras.ops``; what must differ per backend lives in this package's modules: compiling a
+forward pass or a streaming step (`inference`), devices (`devices`), one training step. What needs TensorFlow
+whatever the backend (exports, the TFLite precisions' conversions) runs there from any backend
+(`tensorflow_child`) or says so with `require_tensorflow`, never giving a different result.
 """
 
 import json
@@ -46,3 +47,22 @@ def require_tensorflow(feature: str) -> None:
   if current != "tensorflow":
     raise NeedsTensorFlowError(f"{feature} runs on the TensorFlow backend only (KERAS_BACKEND={current} now): "
                                f"run it with KERAS_BACKEND=tensorflow")
+
+
+_JAX_CACHE = "JAX_COMPILATION_CACHE_DIR"
+
+
+def set_compile_cache(folder, keep_user_cache: bool = False) -> None:
+  """JAX's persistent compile cache in ``folder``/jax (TensorFlow's XLA cache is ``folder`` itself,
+  `wave_unet_tf.runtime`), for every program: Keras' JAX backend compiles one per initializer shape when it
+  builds a model and one per operation it runs eagerly, seconds per model on a small CPU without the cache.
+  Takes effect if JAX is not imported yet; ``keep_user_cache`` keeps a cache the user set."""
+  import sys
+  if "jax" in sys.modules or (keep_user_cache and _JAX_CACHE in os.environ):
+    return
+  if not folder:
+    os.environ.pop(_JAX_CACHE, None)
+    return
+  os.environ[_JAX_CACHE] = os.path.join(os.path.abspath(os.path.expanduser(folder)), "jax")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")

@@ -9,6 +9,7 @@ whole; the runner gives the interpreter one thread per core (LiteRT's default is
 import json
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -117,12 +118,20 @@ def weight_types(path: str) -> set:
   return types
 
 
-def _interpreter_class():
+def new_interpreter(path: str, num_threads: int):
+  """LiteRT's interpreter (``ai-edge-litert``) for ``path``, else TensorFlow's bundled one, which does the same
+  job but warns on every construction that it is deprecated: in the Python API as in the commands, that warning
+  is not the user's concern, so it is not shown."""
   try:
     from ai_edge_litert.interpreter import Interpreter
-  except ImportError:  # TensorFlow's bundled interpreter does the same job
+  except ImportError:
     from tensorflow.lite.python.interpreter import Interpreter
-  return Interpreter
+  from wave_unet_tf.runtime import native_logs_filtered
+  with warnings.catch_warnings(), native_logs_filtered():  # and LiteRT's line as it applies XNNPACK
+    warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+    interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    interpreter.allocate_tensors()
+  return interpreter
 
 
 def default_threads() -> int:
@@ -151,8 +160,7 @@ class TFLiteForwardPass:
     self.num_threads = num_threads or default_threads()
     try:
       info = _read_metadata(path)
-      self._runner = _interpreter_class()(model_path=path, num_threads=self.num_threads).get_signature_runner(
-          "serving_default")
+      self._runner = new_interpreter(path, self.num_threads).get_signature_runner("serving_default")
     except Exception as e:
       raise ValueError(f"{path}: not a wave-unet-tf TFLite model ({e})") from None
     self.config = Config.from_dict(info["config"])

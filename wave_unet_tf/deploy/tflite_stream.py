@@ -18,7 +18,7 @@ import tempfile
 import numpy as np
 
 from wave_unet_tf.config import Config
-from wave_unet_tf.deploy.tflite import _interpreter_class, _read_metadata, _with_metadata, convert_with
+from wave_unet_tf.deploy.tflite import _read_metadata, _with_metadata, convert_with
 from wave_unet_tf.files import atomic_output
 
 NEXT = "next_"  # output name of a state's next value: NEXT + its input name
@@ -95,7 +95,7 @@ class TFLiteStreamStep:
   """
 
   def __init__(self, path: str, num_threads: int = None):
-    from wave_unet_tf.deploy.tflite import default_threads
+    from wave_unet_tf.deploy.tflite import default_threads, new_interpreter
     from wave_unet_tf.separation.stream_graph import DelaySpec, window_pieces
 
     self.path = path
@@ -103,7 +103,7 @@ class TFLiteStreamStep:
       info = _read_metadata(path)
       if not info.get("stream"):
         raise ValueError("a fixed-window model, not a streaming one (export with --tflite_stream)")
-      interpreter = _interpreter_class()(model_path=path, num_threads=num_threads or default_threads())
+      interpreter = new_interpreter(path, num_threads or default_threads())
       self._runner = interpreter.get_signature_runner("serving_default")
     except Exception as e:
       raise ValueError(f"{path}: not a wave-unet-tf streaming TFLite model ({e})") from None

@@ -32,7 +32,8 @@ class ForwardPass(Protocol):
 
 
 class KerasForwardPass:
-  """A `WaveUNet` as a `ForwardPass`: one compiled ``tf.function`` per window shape.
+  """A `WaveUNet` as a `ForwardPass`: compiled once per window shape for the Keras backend
+  (`wave_unet_tf.backends.inference`: ``tf.function``, ``jax.jit``, torch eager).
 
   Each shape is traced once (and, with ``jit_compile``, compiled by XLA once, faster than the plain
   graph on CPU and GPU); the `Separator` keeps the shape fixed for a
@@ -45,26 +46,18 @@ class KerasForwardPass:
   batch_size = None
 
   def __init__(self, model, jit_compile: bool = True, polyphase: bool = True):
-    from wave_unet_tf.separation import polyphase as polyphase_graph  # TensorFlow, as the model already is
+    from wave_unet_tf.backends import inference
+    from wave_unet_tf.separation import polyphase as polyphase_graph
     self.model = model
     self.config = model.wave_unet_config
     self.jit_compile = jit_compile
     self.polyphase = polyphase and polyphase_graph.supports(self.config)
     self._inference = (functools.partial(polyphase_graph.forward, model) if self.polyphase
                        else functools.partial(model, training=False))
-    self._functions = {}
+    self._forward = inference.compile_forward(model, self._inference, jit_compile)
 
   def forward(self, mix: np.ndarray) -> Dict[str, np.ndarray]:
-    import tensorflow as tf
-    shape = tuple(mix.shape)
-    function = self._functions.get(shape)
-    if function is None:
-      function = tf.function(self._inference, input_signature=[tf.TensorSpec(shape, tf.float32)],
-                             jit_compile=self.jit_compile, reduce_retracing=False,
-                             autograph=False)
-      self._functions[shape] = function
-    outputs = function(tf.convert_to_tensor(mix, tf.float32))
-    return {name: value.numpy() for name, value in outputs.items()}
+    return self._forward(np.asarray(mix, np.float32))
 
 
 def as_forward_pass(model_or_path, jit_compile: bool = True) -> ForwardPass:
@@ -74,9 +67,18 @@ def as_forward_pass(model_or_path, jit_compile: bool = True) -> ForwardPass:
   if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
     from wave_unet_tf.model_sources import load_model
     model = load_model(model)
-  if hasattr(model, "wave_unet_config") and not hasattr(model, "forward"):
+  if _is_wave_unet(model):
     return KerasForwardPass(model, jit_compile=jit_compile)
   if isinstance(model, ForwardPass):
     return model
   raise TypeError(f"{type(model).__name__} is neither a Wave-U-Net model nor a forward pass "
                   f"(config, input_frames, batch_size, forward)")
+
+
+def _is_wave_unet(model) -> bool:
+  """A Keras `WaveUNet` (a torch-backend Keras model also has a ``forward``: the class decides)."""
+  import sys
+  if "keras" not in sys.modules:  # no Keras model can exist yet
+    return False
+  from wave_unet_tf.model.wave_unet import WaveUNet
+  return isinstance(model, WaveUNet)

@@ -11,11 +11,13 @@ frames). Stacking the two phases' kernels along the output features makes it a s
 Same function as the `WaveUNet` in inference mode (``training=False``), to float rounding (~1e-7), with
 a fifth fewer multiply-adds on the upsampled features and no upsampled or concatenated tensors to write: the
 `Separator`'s forward pass for models with context (valid convolutions). Same-padding models (M1, M2) zero
-the upsampled frames at the edges, which does not fold, and run the Keras graph.
+the upsampled frames at the edges, which does not fold, and run the Keras graph. Written in ``keras.ops``, so
+it runs on every backend (and in TensorFlow's exports, `wave_unet_tf.deploy`).
 """
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from wave_unet_tf.model.layers import crop_frames
 
@@ -55,31 +57,32 @@ def polyphase_kernel(kernel, keep):
     ``[F:]`` the odd ones.
   """
   size, channels, filters = kernel.shape
-  fixed, per_keep = (tf.constant(taps, kernel.dtype) for taps in _tap_weights(size))
-  folded = (tf.einsum("rqt,tcf->qcrf", fixed, kernel)
-            + keep[:, None, None] * tf.einsum("rqt,tcf->qcrf", per_keep, kernel))
-  return tf.reshape(folded, [fixed.shape[1], channels, 2 * filters])
+  dtype = keras.backend.standardize_dtype(kernel.dtype)
+  fixed, per_keep = (ops.convert_to_tensor(taps, dtype) for taps in _tap_weights(size))
+  folded = (ops.einsum("rqt,tcf->qcrf", fixed, kernel)
+            + keep[:, None, None] * ops.einsum("rqt,tcf->qcrf", per_keep, kernel))
+  return ops.reshape(folded, [fixed.shape[1], channels, 2 * filters])
 
 
 def _conv(x, kernel):
-  return tf.nn.conv1d(x, kernel, stride=1, padding="VALID")
+  return ops.conv(x, kernel, strides=1, padding="valid")
 
 
 def _up_block(x, skip, conv, keep):
   """``conv([crop(skip), upsample(x)])`` without the upsampled or concatenated tensor; ``conv`` is the
   block's Keras ``Conv1D``, whose weights, compute dtype and activation it uses."""
-  kernel, bias = tf.cast(conv.kernel, conv.compute_dtype), tf.cast(conv.bias, conv.compute_dtype)
+  kernel, bias = ops.cast(conv.kernel, conv.compute_dtype), ops.cast(conv.bias, conv.compute_dtype)
   size, _, filters = kernel.shape
   skip_features = skip.shape[-1]
-  frames = tf.shape(x)[1]
+  frames = ops.shape(x)[1]
   output_frames = 2 * frames - size  # upsampled 2W - 1 frames, valid convolution
   from_skip = _conv(crop_frames(skip, 2 * frames - 1), kernel[:, :skip_features])
-  low_rate = polyphase_kernel(kernel[:, skip_features:], tf.cast(keep, conv.compute_dtype))
+  low_rate = polyphase_kernel(kernel[:, skip_features:], ops.cast(keep, conv.compute_dtype))
   # Both phases over the same low-rate frames; one frame of zeros keeps the last even output in range
   # (its odd partner, past the end, is dropped).
   pairs = (output_frames + 1) // 2
-  padded = tf.pad(x, [[0, 0], [0, pairs + low_rate.shape[0] - 1 - frames], [0, 0]])
-  from_x = tf.reshape(_conv(padded, low_rate), [tf.shape(x)[0], -1, filters])[:, :output_frames]
+  padded = ops.pad(x, [[0, 0], [0, pairs + low_rate.shape[0] - 1 - frames], [0, 0]])
+  from_x = ops.reshape(_conv(padded, low_rate), [ops.shape(x)[0], -1, filters])[:, :output_frames]
   return conv.activation(from_skip + from_x + bias)
 
 
@@ -103,9 +106,9 @@ def forward(model, mix):
 
   for level in network.up_path:
     if level.learned_upsampling:
-      keep = tf.sigmoid(layer(level.upsample).interp)
+      keep = ops.sigmoid(layer(level.upsample).interp)
     else:
-      keep = tf.fill([level.upsampled_features], 0.5)
+      keep = ops.full([level.upsampled_features], 0.5)
     x = _up_block(x, skips[level.index], layer(level.up_conv.layer), keep)
 
   features = layer(network.crop_concat_mix)([mix, x])

@@ -13,6 +13,10 @@ from wave_unet_tf.separation.forward import ForwardPass, as_forward_pass
 # the model's context, ~3 s at 44.1 kHz) but hold more activations (benchmarks/separate.py, README).
 DEFAULT_WINDOW_SECONDS = 30.0
 DEFAULT_BATCH_SIZE = 1
+# On an accelerator the windows are sized to its free memory instead (`device_window_seconds`): this share of it
+# for one window's activations, so that a song of several minutes takes one pass.
+DEVICE_MEMORY_SHARE = 0.5
+MAX_WINDOW_SECONDS = 3600.0
 
 
 class Separator:
@@ -21,7 +25,8 @@ class Separator:
   Args:
     model_or_path: a `WaveUNet`, a path `wave_unet_tf.load_model` reads, or any `ForwardPass`.
     window_seconds: output audio per forward pass, in seconds at the model's rate. The result does not
-      depend on it (beyond float rounding); speed and memory do.
+      depend on it (beyond float rounding); speed and memory do. Default: 30 s on a CPU; on a GPU, as long
+      as half its free memory holds (`device_window_seconds`), so that a whole song takes one pass.
     batch_size: frames per forward pass.
     jit_compile: compile Keras models with XLA.
     precision: ``float32`` (the model as it is, in process: exact), ``float16`` or ``int8``: the model
@@ -32,19 +37,24 @@ class Separator:
   >>> stems = sep.separate(waveform, 44100)   # [samples, channels] -> {source: [samples, channels]}
   """
 
-  def __init__(self, model_or_path, window_seconds: float = DEFAULT_WINDOW_SECONDS,
+  def __init__(self, model_or_path, window_seconds: Optional[float] = None,
                batch_size: int = DEFAULT_BATCH_SIZE, jit_compile: bool = True, precision: str = "float32"):
-    if not window_seconds or window_seconds <= 0:
+    if window_seconds is not None and window_seconds <= 0:
       raise ValueError(f"window_seconds={window_seconds}: must be positive")
     if batch_size < 1:
       raise ValueError(f"batch_size={batch_size}: must be a positive integer")
     from wave_unet_tf import precision as precisions
     self.precision = precisions.check(precision)
-    if self.precision == precisions.DEFAULT:
-      self.forward_pass: ForwardPass = as_forward_pass(model_or_path, jit_compile=jit_compile)
-    else:
-      self.forward_pass = precisions.forward_pass(model_or_path, self.precision, window_seconds)
+    with runtime.native_logs_filtered():  # TensorFlow's, its converter's and LiteRT's start-up lines
+      if self.precision == precisions.DEFAULT:
+        self.forward_pass: ForwardPass = as_forward_pass(model_or_path, jit_compile=jit_compile)
+      else:
+        self.forward_pass = precisions.forward_pass(model_or_path, self.precision,
+                                                    window_seconds or DEFAULT_WINDOW_SECONDS)
     self.config = self.forward_pass.config
+    if window_seconds is None:
+      window_seconds = (device_window_seconds(self.config) if self.precision == precisions.DEFAULT
+                        else DEFAULT_WINDOW_SECONDS)
     self.window_seconds = float(window_seconds)
     self.batch_size = self.forward_pass.batch_size or int(batch_size)
 
@@ -199,6 +209,18 @@ class Separator:
     return estimates
 
 
+def device_window_seconds(config) -> float:
+  """The default window for the device the backend computes on: 30 s on a CPU (longer windows gain little
+  there), else what `DEVICE_MEMORY_SHARE` of the accelerator's free memory holds of the model's activations
+  (`sizes.activation_bytes_per_second`), between 30 s and an hour."""
+  from wave_unet_tf.backends import devices
+  free = devices.free_memory()
+  if not free:
+    return DEFAULT_WINDOW_SECONDS
+  seconds = DEVICE_MEMORY_SHARE * free / sizes.activation_bytes_per_second(config)
+  return float(min(MAX_WINDOW_SECONDS, max(DEFAULT_WINDOW_SECONDS, seconds)))
+
+
 def _fit_length(waveform, samples):
   """Resampling there and back can be off by a sample; cut or zero-pad to exactly ``samples``."""
   if waveform.shape[0] >= samples:
@@ -243,6 +265,6 @@ def _make_folders(path, outputs_paths):
 
 
 def _out_of_memory(error: Exception) -> bool:
-  """TensorFlow's out-of-memory errors, also when XLA or Keras wrapped them."""
-  import tensorflow as tf
-  return isinstance(error, tf.errors.ResourceExhaustedError) or "RESOURCE_EXHAUSTED" in str(error)
+  """The backend's out-of-memory errors, also when XLA or Keras wrapped them."""
+  from wave_unet_tf.backends import devices
+  return devices.out_of_memory(error)

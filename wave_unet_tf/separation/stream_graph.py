@@ -103,8 +103,8 @@ class _Walk:
     self.specs[name] = (frames, stream.features)
     if self.planning:
       return None
-    import tensorflow as tf
-    joined = tf.concat([tf.cast(self.states[name], stream.tensor.dtype), stream.tensor], axis=1)
+    from keras import ops
+    joined = ops.concatenate([ops.cast(self.states[name], stream.tensor.dtype), stream.tensor], axis=1)
     self.next_states[name] = joined[:, stream.frames:]
     return joined
 
@@ -119,8 +119,8 @@ class _Walk:
       if self.planning:
         return None
       self.new_frames[name] = stream.tensor
-      import tensorflow as tf
-      return tf.cast(self.windows[name], stream.tensor.dtype)
+      from keras import ops
+      return ops.cast(self.windows[name], stream.tensor.dtype)
     joined = self._cached(name, stream, lag)
     return None if self.planning else joined[:, :width]
 
@@ -148,11 +148,11 @@ class _Walk:
     joined = self._cached(name, stream, 1)
     tensor = None
     if not self.planning:
-      import tensorflow as tf
+      from keras import ops
       earlier, current = joined[:, :-1], joined[:, 1:]
-      keep = tf.cast(keep, current.dtype)
+      keep = ops.cast(keep, current.dtype)
       between = keep * earlier + (1.0 - keep) * current
-      tensor = tf.reshape(tf.stack([between, current], axis=2), [1, 2 * stream.frames, stream.features])
+      tensor = ops.reshape(ops.stack([between, current], axis=2), [1, 2 * stream.frames, stream.features])
     return Stream(tensor, 2 * stream.delay + 1, 2 * stream.frames, stream.features, 2 * stream.length - 1)
 
   def align(self, name, stream: Stream, offset: int, delay: int) -> Stream:
@@ -190,12 +190,12 @@ class _Walk:
     x_joined = self._cached(f"{name}/x", x, taps.shape[2] - 1)
     tensor = None
     if not self.planning:
-      import tensorflow as tf
+      from keras import ops
       skip_kernel, low_rate, bias = self.folded[name] if name in self.folded else fold_up_kernels(
           layer, keep, skip.features)
-      from_skip = tf.nn.conv1d(skip_window, skip_kernel, stride=1, padding="VALID")
-      from_x = tf.nn.conv1d(x_joined, low_rate, stride=1, padding="VALID")  # [1, n, 2F]: both phases
-      tensor = layer.activation(from_skip + tf.reshape(from_x, [1, upsampled.frames, filters]) + bias)
+      from_skip = ops.conv(skip_window, skip_kernel, strides=1, padding="valid")
+      from_x = ops.conv(x_joined, low_rate, strides=1, padding="valid")  # [1, n, 2F]: both phases
+      tensor = layer.activation(from_skip + ops.reshape(from_x, [1, upsampled.frames, filters]) + bias)
     return Stream(tensor, delay + kernel_size - 1, upsampled.frames, filters, upsampled.length - kernel_size + 1)
 
 
@@ -203,17 +203,18 @@ def fold_up_kernels(layer, keep, skip_features: int):
   """``(skip kernel [K, S, F], low-rate kernel [Q, C, 2F], bias [F])`` of an up block's ``Conv1D``: the
   part that convolves the skip, and the part over the upsampled features folded onto the low rate (output
   features ``[:F]`` the even frames, ``[F:]`` the odd)."""
-  import tensorflow as tf
-  kernel = tf.cast(layer.kernel, layer.compute_dtype)
+  from keras import ops
+  dtype = layer.compute_dtype
+  kernel = ops.cast(layer.kernel, dtype)
   size, channels, filters = kernel.shape
   taps = _upsampled_taps(size)
-  keep = tf.cast(keep, kernel.dtype) * tf.ones([channels - skip_features], kernel.dtype)
-  fixed, per_keep = (tf.constant(t, kernel.dtype) for t in taps)
+  keep = ops.cast(keep, dtype) * ops.ones([channels - skip_features], dtype)
+  fixed, per_keep = (ops.convert_to_tensor(t, dtype) for t in taps)
   upsampled = kernel[:, skip_features:]
-  low_rate = (tf.einsum("rqt,tcf->qcrf", fixed, upsampled)
-              + keep[:, None, None] * tf.einsum("rqt,tcf->qcrf", per_keep, upsampled))
-  low_rate = tf.reshape(low_rate, [taps.shape[2], channels - skip_features, 2 * filters])
-  return kernel[:, :skip_features], low_rate, tf.cast(layer.bias, layer.compute_dtype)
+  low_rate = (ops.einsum("rqt,tcf->qcrf", fixed, upsampled)
+              + keep[:, None, None] * ops.einsum("rqt,tcf->qcrf", per_keep, upsampled))
+  low_rate = ops.reshape(low_rate, [taps.shape[2], channels - skip_features, 2 * filters])
+  return kernel[:, :skip_features], low_rate, ops.cast(layer.bias, dtype)
 
 
 def _upsampled_taps(kernel_size: int) -> np.ndarray:
@@ -238,13 +239,13 @@ def _upsampled_taps(kernel_size: int) -> np.ndarray:
 
 
 def _concat(a, b):
-  import tensorflow as tf
-  return tf.concat([a, tf.cast(b, a.dtype)], axis=-1)
+  from keras import ops
+  return ops.concatenate([a, ops.cast(b, a.dtype)], axis=-1)
 
 
 def _walk_network(model, walk: _Walk, mix: Stream):
   """Walks ``model.structure`` through ``walk``: ``(source streams in source order, output delay)``."""
-  import tensorflow as tf
+  from keras import ops
   config = model.wave_unet_config
   network = model.structure
   layer = model.get_layer
@@ -261,7 +262,7 @@ def _walk_network(model, walk: _Walk, mix: Stream):
   for level in network.up_path:
     keep = None
     if not walk.planning:
-      keep = tf.sigmoid(layer(level.upsample).interp) if level.learned_upsampling else tf.constant(0.5)
+      keep = ops.sigmoid(layer(level.upsample).interp) if level.learned_upsampling else np.float32(0.5)
     conv = level.up_conv
     x = walk.up_block(conv.layer, x, skips[level.index], layer(conv.layer), conv.kernel_size, conv.filters, keep)
 
@@ -272,16 +273,16 @@ def _walk_network(model, walk: _Walk, mix: Stream):
   sources = [s.tensor for s in estimated]
   out = estimated[0]
   if not walk.planning:
-    sources = [tf.cast(s, tf.float32) for s in sources]
+    sources = [ops.cast(s, "float32") for s in sources]
     if config.output_activation == "linear":
-      sources = [tf.clip_by_value(s, -1.0, 1.0) for s in sources]
+      sources = [ops.clip(s, -1.0, 1.0) for s in sources]
   if config.output_type == "difference":
     # The model crops the mix twice (to the features, then to the outputs): the offsets add up.
     offset = (mix.length - features.length) // 2 + (features.length - out.length) // 2
     aligned = walk.align("outputs/mix", mix, offset, out.delay)
     if not walk.planning:
-      residual = tf.cast(aligned.tensor, tf.float32) - tf.add_n(sources)
-      sources.append(tf.clip_by_value(residual, -1.0, 1.0))
+      residual = ops.cast(aligned.tensor, "float32") - sum(sources[1:], sources[0])
+      sources.append(ops.clip(residual, -1.0, 1.0))
   return sources, out.delay
 
 
@@ -329,15 +330,24 @@ class StreamGraph:
     """The up blocks' folded kernels, computed once from the weights (eagerly, so the step reads them as
     they are instead of refolding every block; later weight changes need a new `StreamGraph`)."""
     if self._folded is None:
-      import tensorflow as tf
-      with tf.init_scope():  # eager even while the step is being traced
-        self._folded = {}
+      import contextlib
+
+      from keras import ops
+
+      from wave_unet_tf import backends
+      eager = contextlib.nullcontext()
+      if backends.is_tensorflow():
+        import tensorflow as tf
+        eager = tf.init_scope()  # eager even while the step is being traced
+      with eager:  # (other backends fold before compiling the step: `PortableStreamStep`)
+        folded = {}
         for level in self.model.structure.levels:
           layer = self.model.get_layer(level.up_conv.layer)
-          keep = (tf.sigmoid(self.model.get_layer(level.upsample).interp) if level.learned_upsampling
-                  else tf.constant(0.5))
-          self._folded[level.up_conv.layer] = tuple(
-              tf.constant(t.numpy()) for t in fold_up_kernels(layer, keep, level.down_conv.filters))
+          keep = (ops.sigmoid(self.model.get_layer(level.upsample).interp) if level.learned_upsampling
+                  else np.float32(0.5))
+          folded[level.up_conv.layer] = tuple(
+              ops.convert_to_numpy(t) for t in fold_up_kernels(layer, keep, level.down_conv.filters))
+      self._folded = folded
     return self._folded
 
   def initial_states(self) -> List[np.ndarray]:
@@ -369,11 +379,11 @@ class StreamGraph:
   def flat_step(self, mix, *states):
     """`step` with the states as arguments and float32 results: ``(sources tuple, states tuple)`` (the
     self-contained step: without ``host_delays``)."""
-    import tensorflow as tf
+    from keras import ops
     if self.delay_specs:
       raise ValueError("flat_step runs the self-contained step; this graph leaves delay lines to its caller")
     sources, next_states, _ = self.step(mix, list(states))
-    return tuple(sources), tuple(tf.cast(s, tf.float32) for s in next_states)
+    return tuple(sources), tuple(ops.cast(s, "float32") for s in next_states)
 
   def function(self, jit_compile: bool = True):
     """The step as one ``tf.function`` over fixed shapes: ``f(mix, *states) -> (sources, states)``."""

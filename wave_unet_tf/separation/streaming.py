@@ -96,6 +96,32 @@ class KerasStreamStep:
     return list(sources.numpy()), (flat_states, ((new_frames,) + recent)[:self._kept])
 
 
+class PortableStreamStep:
+  """A `WaveUNet`'s streaming step on JAX or PyTorch (`wave_unet_tf.backends.inference.compile_step`: one
+  ``jax.jit`` program, or torch eager): the self-contained step of `StreamGraph`, every state in and out as a
+  tensor that stays on the device, the up blocks' folded kernels computed once before compiling.
+
+  Attributes:
+    config, block_frames, output_delay: as `wave_unet_tf.separation.stream_graph.StreamGraph`.
+  """
+
+  def __init__(self, model, block_frames: int, jit_compile: bool = True):
+    from wave_unet_tf.backends import inference
+    from wave_unet_tf.separation.stream_graph import StreamGraph
+    self.graph = StreamGraph(model, block_frames)
+    self.config, self.block_frames, self.output_delay = model.wave_unet_config, block_frames, self.graph.output_delay
+    self.graph._folded_kernels()  # eagerly, outside the compiled step
+    self._run = inference.compile_step(model, lambda mix, states: self.graph.flat_step(mix, *states), jit_compile)
+
+  def initial_states(self):
+    return self.graph.initial_states()
+
+  def run(self, mix: np.ndarray, states):
+    """``mix [1, block_frames, channels]`` -> ``(list of [block_frames, channels] per source, states)``."""
+    sources, states = self._run(mix, states)
+    return [source[0] for source in sources], states
+
+
 def _size(shapes):
   return sum(frames * features for frames, features in shapes)
 
@@ -126,7 +152,9 @@ def as_stream_step(model_or_path, block_frames: int, jit_compile: bool = True, p
     name = model_or_path if isinstance(model_or_path, str) else type(model).__name__
     raise ValueError(f"{name}: streaming needs a Keras model (.keras, a training folder, a TF1 checkpoint) or a "
                      f"streaming .tflite (wave-unet-export --tflite_stream)")
-  return KerasStreamStep(model, DEFAULT_BLOCK_FRAMES if block_frames is None else block_frames, jit_compile)
+  from wave_unet_tf import backends
+  step = KerasStreamStep if backends.is_tensorflow() else PortableStreamStep
+  return step(model, DEFAULT_BLOCK_FRAMES if block_frames is None else block_frames, jit_compile)
 
 
 class ModelRateStream:
@@ -241,7 +269,9 @@ class StreamingSeparator:
 
   def __init__(self, model_or_path, sample_rate: int = None, block_frames: int = None,
                channels: int = None, jit_compile: bool = True, precision: str = "float32"):
-    self.core = ModelRateStream(as_stream_step(model_or_path, block_frames, jit_compile, precision))
+    from wave_unet_tf import runtime
+    with runtime.native_logs_filtered():  # TensorFlow's, its converter's and LiteRT's start-up lines
+      self.core = ModelRateStream(as_stream_step(model_or_path, block_frames, jit_compile, precision))
     self.config = self.core.config
     self.block_frames = self.core.block_frames
     self.sample_rate = int(sample_rate or self.config.sample_rate)
