@@ -479,7 +479,7 @@ def _define_flags():
 
   from wave_unet_tf import cli
   from wave_unet_tf.runtime import DEVICES
-  from wave_unet_tf.separation.separator import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW_SECONDS
+  from wave_unet_tf.separation.separator import DEFAULT_BATCH_SIZE
   flags.DEFINE_string("model", None, f"The page's first model: a name of the catalogue ({', '.join(catalogue.NAMES)}"
                       f"; default {catalogue.DEFAULT_MODEL}), a .keras file, a SavedModel folder, a .tflite file, a "
                       "training --model_dir, an original TF1 checkpoint, or an http(s):// or hf:// URL of one. The "
@@ -495,7 +495,8 @@ def _define_flags():
   flags.DEFINE_bool("browser_page", True, "Also serve the model's in-browser page (separation on the listener's own "
                     "machine, wave-unet-export --web) at browser/, linked from the page.")
   flags.DEFINE_string("device", "auto", f"Where the model runs: {DEVICES} (auto: a GPU if there is one).")
-  flags.DEFINE_float("window_seconds", DEFAULT_WINDOW_SECONDS, "Output audio per forward pass, in seconds.")
+  flags.DEFINE_float("window_seconds", None, "Output audio per forward pass, in seconds (default: 30 on a CPU; on a "
+                     "GPU, sized to its free memory).")
   flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Windows per forward pass.", lower_bound=1)
   flags.DEFINE_bool("jit_compile", True, "Compile the forward pass with XLA.")
   flags.DEFINE_string("compile_cache", cli.DEFAULT_COMPILE_CACHE, "Folder keeping XLA-compiled forward passes "
@@ -511,7 +512,7 @@ def main(argv):
     raise cli.UsageError(f"unexpected argument {argv[1]!r}: songs are given on the page")
   if values.max_upload_mb <= 0:
     raise cli.UsageError(f"--max_upload_mb={values.max_upload_mb}: must be positive")
-  if values.window_seconds <= 0:
+  if values.window_seconds is not None and values.window_seconds <= 0:
     raise cli.UsageError(f"--window_seconds={values.window_seconds}: must be positive")
   if values.temp_dir and os.path.exists(values.temp_dir) and not os.path.isdir(values.temp_dir):
     raise cli.UsageError(f"--temp_dir={values.temp_dir}: not a folder")
