@@ -116,7 +116,7 @@ def write(path: str, arrays: dict, info: dict) -> None:
 
 def read(path: str):
   """``(arrays, info)`` of a checkpoint file, every byte read and checked (CRC-32 per array)."""
-  with np.load(path, allow_pickle=False) as f:
+  with open(path, "rb") as file, np.load(file, allow_pickle=False) as f:  # numpy leaves a file open when it fails
     arrays = {key: f[key] for key in f.files}
   info = json.loads(arrays.pop(_INFO).tobytes().decode())
   if info.get("format") != FORMAT:
