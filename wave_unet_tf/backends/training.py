@@ -113,6 +113,9 @@ class Devices:
     """Build the model and optimizer in this scope (their variables then live on every replica)."""
     return contextlib.nullcontext()
 
+  def check_batch_size(self, global_batch_size) -> None:
+    """`StrategyError` (one line) for a global batch the devices cannot split."""
+
   def batches(self, make_dataset, global_batch_size):
     """Batches for `train_step` from ``make_dataset(pipeline_id, batch_size)`` (a ``tf.data.Dataset``)."""
     return make_dataset(0, global_batch_size).as_numpy_iterator()
@@ -123,9 +126,6 @@ class Devices:
   def predict(self, model, jit_compile=True):
     """``predict(mix)``: the model's estimates (``training=False``) as numpy arrays by source."""
     raise NotImplementedError
-
-  def describe(self) -> str:
-    return self.name
 
 
 # -- TensorFlow -------------------------------------------------------------------------------------------------
@@ -215,13 +215,22 @@ class JaxDevices(Devices):
   def scope(self):
     return self.distribution.scope() if self.distribution else contextlib.nullcontext()
 
+  def check_batch_size(self, global_batch_size):
+    if global_batch_size % self.replicas:
+      raise StrategyError(f"--batch_size: a batch of {global_batch_size} does not split evenly over "
+                          f"{self.replicas} devices; give a multiple of {self.replicas}")
+
   def put(self, value):
-    """A host batch onto the devices: split along the batch under DataParallel."""
+    """A host batch onto the devices: split along the batch under DataParallel (copied to each device when
+    it does not split evenly, as a validation set's last batch)."""
     import jax
     import keras
     if self.distribution is None:
       return jax.device_put(value)
-    layout = self.distribution.get_data_layout(value.shape)
+    if value.shape[0] % self.replicas:
+      layout = keras.distribution.TensorLayout([None] * value.ndim, self.distribution.device_mesh)
+    else:
+      layout = self.distribution.get_data_layout(value.shape)
     return keras.distribution.distribute_tensor(value, layout)
 
   def train_step(self, model, optimizer, loss_fn, jit_compile=True) -> Step:
@@ -240,10 +249,6 @@ class JaxDevices(Devices):
                            [v.value for v in model.non_trainable_variables], self.put(np.asarray(mix)))
       return {k: np.asarray(v) for k, v in estimates.items()}
     return predict
-
-  def describe(self) -> str:
-    kinds = sorted({d.platform for d in self.devices})
-    return f"{self.name} over {len(self.devices)} {'/'.join(kinds)} device(s)"
 
 
 class _JaxStep(Step):
@@ -313,10 +318,6 @@ class TorchDevices(Devices):
         estimates = model(keras.ops.convert_to_tensor(np.asarray(mix)), training=False)
       return {k: keras.ops.convert_to_numpy(v) for k, v in estimates.items()}
     return predict
-
-  def describe(self) -> str:
-    from keras.src.backend.torch.core import get_device
-    return f"default on {get_device()}"
 
 
 class _TorchStep(Step):

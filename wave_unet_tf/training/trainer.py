@@ -4,7 +4,9 @@ Stage 0 trains with the config's batch size and learning rate, validating after 
 ``steps_per_epoch`` steps, until ``patience`` epochs bring no better validation loss. Stage 1 (the paper's
 fine-tuning, if ``config.fine_tune``) restarts from the best checkpoint with the batch times
 ``fine_tune_batch_factor`` and ``fine_tune_learning_rate``, with the same early stopping. Every counter lives
-in the checkpoint, so running the same command again continues where the last run stopped.
+in the checkpoint, so running the same command again continues where the last run stopped, on any Keras
+backend: the recipe is this module's, and what differs per backend (the step, the devices, the batches it
+takes) is `wave_unet_tf.backends.training`'s.
 """
 
 import math
@@ -73,6 +75,8 @@ class Trainer:
     if warm:  # checked before the folder is made, so that a refused change leaves nothing behind
       init_model = init_model or warm_start.load_source(run.init_from)
       notices = warm_start.check_config(init_model.wave_unet_config, config, run.init_from)
+    for batch_size, _ in self.stages():
+      self.devices.check_batch_size(batch_size)
     self.freeze = warm_start.parse_freeze(run.freeze)
     if self.freeze:
       warm_start.frozen_layers(config, self.freeze)  # an unknown name, before anything is written
