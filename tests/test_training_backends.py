@@ -66,6 +66,7 @@ for policy in ("mixed_bfloat16", "mixed_float16"):
                      "outputs": sorted({keras.backend.standardize_dtype(v.dtype) for v in outputs.values()}),
                      "compute": model.get_layer("down_conv_0").compute_dtype}
 keras.mixed_precision.set_global_policy("float32")
+results["tensorflow_imported"] = "tensorflow" in sys.modules  # what a GPU machine with JAX or PyTorch only lacks
 print(json.dumps(results))
 """
 
@@ -131,6 +132,7 @@ def test_the_original_steps_and_mixed_precision_on_each_backend(backend, fixture
   got = json.loads(result.stdout.strip().splitlines()[-1])
   np.testing.assert_allclose(got["losses"], recorded["loss_before_each_step"], atol=1e-5, rtol=0)
   assert got["final"] == pytest.approx(recorded["loss_after_3_steps"], abs=1e-5)
+  assert not got["tensorflow_imported"]
   weights = np.load(out)
   for name, value in expected.items():
     np.testing.assert_allclose(weights[name], value, atol=1e-5, rtol=0, err_msg=name)

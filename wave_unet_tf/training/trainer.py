@@ -63,6 +63,7 @@ class Trainer:
     None for one device of the current backend. ``init_model``: the `WaveUNet` that ``run.init_from`` names,
     when the caller loaded it already (to take its config); otherwise the trainer loads it, and only for a
     folder with no checkpoint to resume."""
+    backend.keep_tensorflow_off_accelerators()  # tf.data and TensorBoard only, under JAX or PyTorch
     self.config = config
     self.model_dir = model_dir
     self.data = data
