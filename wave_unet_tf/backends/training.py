@@ -220,11 +220,33 @@ class JaxDevices(Devices):
       raise StrategyError(f"--batch_size: a batch of {global_batch_size} does not split evenly over "
                           f"{self.replicas} devices; give a multiple of {self.replicas}")
 
+  def batches(self, make_dataset, global_batch_size):
+    """The numpy stream, each batch sent to the devices while the step before it runs."""
+    host = super().batches(make_dataset, global_batch_size)
+
+    def ahead():
+      ready = None
+      for batch in host:
+        upcoming = self.put_batch(batch)  # queued now, copied while the step on ``ready`` computes
+        if ready is not None:
+          yield ready
+        ready = upcoming
+      if ready is not None:
+        yield ready
+    return ahead()
+
+  def put_batch(self, batch):
+    mix, targets = batch
+    return self.put(mix), {k: self.put(v) for k, v in targets.items()}
+
   def put(self, value):
-    """A host batch onto the devices: split along the batch under DataParallel (copied to each device when
-    it does not split evenly, as a validation set's last batch)."""
+    """A host array onto the devices: split along the batch under DataParallel (copied to each device when
+    it does not split evenly, as a validation set's last batch). Arrays already there stay."""
     import jax
     import keras
+    if isinstance(value, jax.Array):
+      return value
+    value = np.asarray(value)
     if self.distribution is None:
       return jax.device_put(value)
     if value.shape[0] % self.replicas:
@@ -246,7 +268,7 @@ class JaxDevices(Devices):
 
     def predict(mix):
       estimates = compiled([v.value for v in model.trainable_variables],
-                           [v.value for v in model.non_trainable_variables], self.put(np.asarray(mix)))
+                           [v.value for v in model.non_trainable_variables], self.put(mix))
       return {k: np.asarray(v) for k, v in estimates.items()}
     return predict
 
@@ -287,9 +309,8 @@ class _JaxStep(Step):
     import jax.numpy as jnp
     if self.state is None:  # the variables' values, copied when the step will donate them
       self.state = tuple([jnp.copy(v.value) if self.donate else v.value for v in group] for group in self.variables)
-    mix, targets = batch
-    loss, self.state = self._step(self.state, self.devices.put(np.asarray(mix)),
-                                  {k: self.devices.put(np.asarray(v)) for k, v in targets.items()})
+    mix, targets = self.devices.put_batch(batch)
+    loss, self.state = self._step(self.state, mix, targets)
     return loss
 
   def sync(self):
