@@ -8,6 +8,8 @@ r"""wave-unet-train: train a Wave-U-Net preset on MUSDB18, MUSDB18-HQ or a folde
 Every config field is a flag (listed below). Running the same command again with the same --model_dir
 resumes where it stopped. --batch_size is the global batch, split across all replicas. --init_from starts a
 new run from another model's weights (fine-tuning); its config is that model's, changed by the flags given.
+It trains on the Keras backend that KERAS_BACKEND names (tensorflow, jax or torch), and a run started on one
+resumes on another.
 """
 
 import contextlib
