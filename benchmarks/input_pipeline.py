@@ -4,12 +4,15 @@ r"""Input pipeline throughput: warm-cache batches per second of M5-HighSR-shaped
   python benchmarks/input_pipeline.py --musdb_root ~/MUSDB18 --cache_dir /tmp/cache
 
 Prints one JSON line: ``batches_per_s`` (16 x 147443 x 2 in, 2 sources x 16 x 16389 x 2 out, after warm-up,
-cache on disk) and ``decode_s_per_audio_minute`` (decode, resample and cache, per minute of audio), plus the
-settings. With the MUSDB18 sample fixture present it also decodes that ``.stem.mp4`` (AAC through ffmpeg):
+cache on disk, as numpy arrays: what the JAX and PyTorch steps take), ``examples_per_cpu_s`` (examples per
+second of CPU time the process spent: what one core delivers, whatever else runs on the host) and
+``cores_for_1500_examples_per_s`` (``--target``) from it, and ``decode_s_per_audio_minute`` (decode, resample
+and cache, per minute of audio), plus the settings; the figures go to ``benchmarks/results/input_pipeline.json``. With the MUSDB18 sample fixture present it also decodes that ``.stem.mp4`` (AAC through ffmpeg):
 ``decode_s_per_audio_minute_stem_mp4``.
 """
 
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -26,6 +29,8 @@ flags.DEFINE_float("seconds", 30.0, "Length of each toy track.")
 flags.DEFINE_integer("batches", 60, "Batches timed.")
 flags.DEFINE_integer("warmup_batches", 10, "Batches read before timing starts.")
 flags.DEFINE_integer("num_parallel_calls", None, "Batches assembled at once (default: the pipeline's).")
+flags.DEFINE_integer("target", 1500, "Examples per second to feed (1500: M5-HighSR bf16 at batch 64 on an H200).")
+flags.DEFINE_boolean("save", True, "Keep the figures in benchmarks/results.")
 FLAGS = flags.FLAGS
 
 STEM_FIXTURE = (pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "musdb18_sample" /
@@ -65,17 +70,22 @@ def main(argv):
 
     parallel = FLAGS.num_parallel_calls or pipeline.DEFAULT_PARALLEL_CALLS
     dataset = pipeline.training_dataset(config, cached, cache_dir, seed=0, num_parallel_calls=parallel)
-    batches = iter(dataset)
+    batches = dataset.as_numpy_iterator()
     for _ in range(FLAGS.warmup_batches):
       next(batches)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(FLAGS.batches):
       mix, targets = next(batches)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     input_frames, output_frames = io_sizes(config)
     assert mix.shape == (config.batch_size, input_frames, config.num_channels), mix.shape
+    per_core = FLAGS.batches * config.batch_size / cpu
     result = {
         "batches_per_s": round(FLAGS.batches / elapsed, 2),
+        "examples_per_s": round(FLAGS.batches * config.batch_size / elapsed, 1),
+        "examples_per_cpu_s": round(per_core, 1),
+        f"cores_for_{FLAGS.target}_examples_per_s": math.ceil(FLAGS.target / per_core),
+        "num_parallel_calls": parallel,
         "decode_s_per_audio_minute": round(decode_s, 3),
         **result,
         "preset": FLAGS.preset, "batch": [config.batch_size, input_frames, config.num_channels],
@@ -84,6 +94,11 @@ def main(argv):
         "cpus": os.cpu_count(),
     }
     print(json.dumps(result))
+    if FLAGS.save:
+      import sys
+      sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+      from benchmarks import results
+      results.save("input_pipeline", [result], preset=FLAGS.preset)
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
 

@@ -239,8 +239,8 @@ def test_own_stems_train_new_sources_with_frozen_down_path_through_the_command(s
 @pytest.mark.slow
 def test_a_killed_fine_tuning_run_resumes_its_own_checkpoints_not_the_source(source, toy_root, tmp_path):
   import shutil
-  import tensorflow as tf
   from wave_unet_tf.model_cache import model_digest
+  from wave_unet_tf.training import checkpoints as checkpoint_files
   from wave_unet_tf.training.warm_start import load_source
   init = tmp_path / "init.keras"
   shutil.copy(source, init)
@@ -254,12 +254,12 @@ def test_a_killed_fine_tuning_run_resumes_its_own_checkpoints_not_the_source(sou
   deadline = time.time() + 240  # a bound on a hung run, not the trigger: the trigger is the checkpoint
   try:
     while process.poll() is None and time.time() < deadline and not (
-        checkpoints.exists() and any(f.endswith(".index") for f in os.listdir(checkpoints))):
+        checkpoints.exists() and any(f.endswith(".npz") for f in os.listdir(checkpoints))):
       time.sleep(0.2)
   finally:
     process.send_signal(signal.SIGKILL)
     process.wait()
-  killed_at = int(tf.train.latest_checkpoint(str(checkpoints)).rsplit("-", 1)[1])
+  killed_at = checkpoint_files.number(checkpoint_files.CheckpointFolder(str(checkpoints)).latest)
   assert killed_at >= 2
   saved = json.loads((model_dir / "run_settings.json").read_text())
   assert saved["init"] == {"source": str(init), "weights_sha256": digest}

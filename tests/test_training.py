@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import PROJECT_ROOT, assert_quiet
+from wave_unet_tf.training import checkpoints as checkpoint_files
 
 TINY = ["--preset=M5", "--num_layers=3", "--num_initial_filters=4", "--sample_rate=8000", "--num_channels=1",
         "--num_frames=256", "--batch_size=4", "--steps_per_epoch=6", "--max_epochs=2", "--patience=1",
@@ -26,6 +27,12 @@ def train(toy_root, model_dir, *extra, env=None, check=True):
   if check and result.returncode != 0:
     raise AssertionError(result.stderr[-3000:])
   return result
+
+
+def latest_checkpoint(folder):
+  """The newest checkpoint file in ``folder`` (None: none), and its step."""
+  latest = checkpoint_files.CheckpointFolder(str(folder)).latest
+  return latest, checkpoint_files.number(latest)
 
 
 def summary_of(result):
@@ -56,7 +63,7 @@ def test_both_stages_write_the_run_folder(toy_root, tmp_path):
   # Stage 0 and the fine-tuning stage, each stopped by max_epochs=2 or patience=1.
   assert summary["finished"] and summary["stage"] == 2 and summary["epoch"] >= 2
   assert json.loads((model_dir / "config.json").read_text())["num_layers"] == 3
-  assert (model_dir / "best.keras").exists() and tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+  assert (model_dir / "best.keras").exists() and latest_checkpoint(model_dir / "checkpoints")[0]
   assert set(os.listdir(model_dir / "logs")) == {"train", "valid"}
   assert scalars(model_dir / "logs" / "valid") and scalars(model_dir / "logs" / "train", "learning_rate")
   assert {"separated/vocals", "separated/accompaniment", "mixture"} <= tags(model_dir / "logs" / "valid")
@@ -77,12 +84,12 @@ def test_killed_run_resumes_from_its_last_checkpoint(toy_root, tmp_path):
   process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=PROJECT_ROOT)
   checkpoints = model_dir / "checkpoints"
   deadline = time.time() + 240
-  while not (checkpoints.exists() and len([f for f in os.listdir(checkpoints) if f.endswith(".index")]) >= 2):
+  while not (checkpoints.exists() and len([f for f in os.listdir(checkpoints) if f.endswith(".npz")]) >= 2):
     assert process.poll() is None and time.time() < deadline, "the run ended, or saved no second checkpoint"
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
   process.wait()
-  killed_at = int(tf.train.latest_checkpoint(str(checkpoints)).rsplit("-", 1)[1])
+  killed_at = latest_checkpoint(checkpoints)[1]
   assert killed_at >= 2
 
   resumed = summary_of(train(toy_root, model_dir, "--nofine_tune", "--max_epochs=50", "--patience=50",
@@ -165,11 +172,10 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(toy_root, tmp_path, m
   monkeypatch.setattr(pipeline, "training_dataset", poisoned)
   data = training.DataOptions(musdb_root=str(toy_root), cache_dir=str(tmp_path / "cache"), max_validation_batches=1)
   trainer = training.Trainer(config, str(tmp_path / "run"), data, training.RunOptions(checkpoint_every=2))
-  with pytest.raises(training.TrainingError, match=r"loss is nan at step 5; .*ckpt-4 is kept"):
+  with pytest.raises(training.TrainingError, match=r"loss is nan at step 5; .*ckpt-4.npz is kept"):
     trainer.train()
-  restored = tf.train.Checkpoint(step=tf.Variable(0, dtype=tf.int64))
-  restored.restore(tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))).expect_partial()
-  assert int(restored.step) == 4
+  path, _ = latest_checkpoint(tmp_path / "run" / "checkpoints")
+  assert checkpoint_files.read(path)[1]["counters"]["step"] == 4
 
 
 MIRRORED_SCRIPT = """
@@ -236,7 +242,7 @@ def test_multi_worker_trains_with_two_processes_and_only_the_chief_writes(toy_ro
     assert worker.returncode == 0, err[-3000:]
   summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
   assert [s["step"] for s in summaries] == [4, 4]
-  assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-4")
+  assert latest_checkpoint(model_dir / "checkpoints")[1] == 4
   assert (model_dir / "logs" / "train").is_dir()
   # The second worker's checkpoints went to its scratch folder, never over the chief's.
   assert not (model_dir / ".worker_1" / "logs").exists()

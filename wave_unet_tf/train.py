@@ -8,6 +8,8 @@ r"""wave-unet-train: train a Wave-U-Net preset on MUSDB18, MUSDB18-HQ or a folde
 Every config field is a flag (listed below). Running the same command again with the same --model_dir
 resumes where it stopped. --batch_size is the global batch, split across all replicas. --init_from starts a
 new run from another model's weights (fine-tuning); its config is that model's, changed by the flags given.
+It trains on the Keras backend that KERAS_BACKEND names (tensorflow, jax or torch), and a run started on one
+resumes on another.
 """
 
 import contextlib
@@ -56,8 +58,9 @@ def main(argv):
     data = dataclasses.replace(data, cache_dir=os.path.join(os.path.dirname(os.path.abspath(FLAGS.model_dir)),
                                                             ".cache"))
   cli.start_tensorflow()
-  from wave_unet_tf.training import strategy as strategies
-  strategies.split_cpu(options.num_cpu_devices)
+  from wave_unet_tf.backends import training as backend
+  backend.split_cpu(options.num_cpu_devices)  # before the backend starts its devices
+  backend.keep_tensorflow_off_accelerators()
   import keras
   if options.mixed_precision != "none":
     keras.mixed_precision.set_global_policy(options.mixed_precision)
@@ -80,13 +83,13 @@ def main(argv):
     from wave_unet_tf.training import warm_start
     warm_start.frozen_layers(config, warm_start.parse_freeze(options.freeze))
 
-  strategy = strategies.make_strategy(options.strategy, options.tpu)
-  chief = strategies.is_chief(strategy)
+  devices = backend.make_devices(options.strategy, options.tpu)  # a strategy the backend lacks: one line
+  chief = devices.chief
   # One process trains in a folder at a time; in a multi-worker run the chief, which writes it, holds the lock.
   with lock.hold(FLAGS.model_dir) if chief else contextlib.nullcontext():
     if chief:
       checkpoints.remove_leftovers(FLAGS.model_dir)  # no other process writes here now
-    summary = Trainer(config, FLAGS.model_dir, data, options, strategy, init_model=init_model).train()
+    summary = Trainer(config, FLAGS.model_dir, data, options, devices, init_model=init_model).train()
   print(json.dumps(summary))
 
 

@@ -1,7 +1,8 @@
 """A training run's folder: its config, checkpoints, logs and best model, and the guard against mixing runs.
 
     <model_dir>/config.json         the full resolved config
-    <model_dir>/checkpoints/        latest training state (model, optimizer, counters), for resuming
+    <model_dir>/checkpoints/        latest training state (model, optimizer, counters) as ckpt-<step>.npz, for
+                                    resuming on any Keras backend (checkpoints.py)
     <model_dir>/best/               the best validation checkpoint, where the fine-tuning stage starts
     <model_dir>/best.keras          the best model, for separation and export
     <model_dir>/logs/{train,valid}  TensorBoard

@@ -56,16 +56,18 @@ class DataOptions:
 class RunOptions:
   """How the run is distributed and seeded, how long it goes and how often it saves and logs."""
 
-  strategy: str = _setting("default", "tf.distribute strategy: one device, all local GPUs, workers from "
-                           "TF_CONFIG, or a TPU.", choices=STRATEGIES)
+  strategy: str = _setting("default", "Data parallelism: one device; mirrored: all local GPUs (else the "
+                           "--num_cpu_devices), with tf.distribute under TensorFlow and keras.distribution."
+                           "DataParallel under JAX; workers from TF_CONFIG or a TPU (TensorFlow). PyTorch: one "
+                           "device.", choices=STRATEGIES)
   tpu: Optional[str] = _setting(None, "TPU address for --strategy=tpu (Colab: leave empty).", changes_results=False)
-  num_cpu_devices: int = _setting(1, "Split the CPU into this many logical devices (try --strategy=mirrored "
-                                  "without GPUs).", changes_results=False)
+  num_cpu_devices: int = _setting(1, "Split the CPU into this many devices (try --strategy=mirrored without "
+                                  "GPUs; TensorFlow and JAX).", changes_results=False)
   mixed_precision: str = _setting("none", "Keras mixed-precision policy; outputs and loss stay float32.",
                                   choices=PRECISIONS)
   seed: int = _setting(0, "Seeds the initial weights and the data stream (a resumed run re-seeds the stream "
                        "from its step).")
-  jit_compile: bool = _setting(True, "Compile the training step with XLA (faster on CPUs and GPUs).",
+  jit_compile: bool = _setting(True, "Compile the training step with XLA (TensorFlow, JAX; PyTorch runs eagerly).",
                                changes_results=False)
   max_steps: int = _setting(0, "Stop after this many steps in all (0: early stopping decides); rerun to go on.",
                             changes_results=False)

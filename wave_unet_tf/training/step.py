@@ -1,7 +1,6 @@
-"""The loss, the optimizer and one distributed training step, as the original's ``Training.py``."""
+"""The loss, the optimizer and one training step, as the original's ``Training.py``, on every backend."""
 
 import keras
-import tensorflow as tf
 
 from wave_unet_tf.config import Config
 
@@ -11,9 +10,18 @@ def per_example_loss(targets, estimates, source_names):
 
   Averaged over a batch this is the original's loss: ``sum_s mean((target_s - estimate_s)^2) / num_sources``.
   """
-  errors = [tf.reduce_mean(tf.square(tf.cast(targets[s], tf.float32) - tf.cast(estimates[s], tf.float32)),
-                           axis=[1, 2]) for s in source_names]
-  return tf.add_n(errors) / float(len(source_names))
+  ops = keras.ops
+  errors = [ops.mean(ops.square(ops.cast(targets[s], "float32") - ops.cast(estimates[s], "float32")), axis=(1, 2))
+            for s in source_names]
+  return sum(errors[1:], errors[0]) / float(len(source_names))
+
+
+def batch_loss(source_names, global_batch_size):
+  """``loss_fn(targets, estimates)``: the batch's summed loss over the *global* batch size, so that the loss
+  and gradients replicas add up equal those of one device seeing the whole batch."""
+  def loss_fn(targets, estimates):
+    return keras.ops.sum(per_example_loss(targets, estimates, source_names)) / global_batch_size
+  return loss_fn
 
 
 def make_optimizer(config: Config, learning_rate: float = None) -> keras.optimizers.Optimizer:
@@ -29,35 +37,9 @@ def make_optimizer(config: Config, learning_rate: float = None) -> keras.optimiz
   return optimizer
 
 
-def make_train_step(model, optimizer, strategy, global_batch_size, jit_compile=False):
-  """A ``tf.function`` taking a distributed batch ``(mix, {source: target})`` and returning the global loss.
-
-  Each replica's loss is its examples' summed loss over the *global* batch size, so the all-reduced gradient
-  and loss equal those of one device seeing the whole batch. ``jit_compile`` compiles each replica's forward
-  and backward pass with XLA (the optimizer update stays outside, where strategies aggregate gradients).
-  """
-  source_names = model.wave_unet_config.source_names
-  if not optimizer.built:
-    with strategy.scope():  # slots are created eagerly, as mirrored variables, not inside a replica context
-      optimizer.build(model.trainable_variables)
-
-  @tf.function(jit_compile=jit_compile)
-  def loss_and_gradients(mix, targets):
-    with tf.GradientTape() as tape:
-      estimates = model(mix, training=True)
-      loss = tf.reduce_sum(per_example_loss(targets, estimates, source_names)) / global_batch_size
-      scaled = optimizer.scale_loss(loss)  # the loss scale of mixed_float16; a no-op otherwise
-    return loss, tape.gradient(scaled, model.trainable_variables)
-
-  def replica_step(mix, targets):
-    loss, gradients = loss_and_gradients(mix, targets)
-    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    return loss
-
-  @tf.function
-  def step(batch):
-    mix, targets = batch
-    losses = strategy.run(replica_step, args=(mix, targets))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-
-  return step
+def make_train_step(model, optimizer, devices, global_batch_size, jit_compile=False):
+  """The training step of ``devices`` (`wave_unet_tf.backends.training.Devices`, a ``tf.distribute.Strategy``
+  or None for one device of the current backend): ``step(batch)`` returns the global loss."""
+  from wave_unet_tf.backends import training as backend
+  loss_fn = batch_loss(model.wave_unet_config.source_names, global_batch_size)
+  return backend.devices_for(devices).train_step(model, optimizer, loss_fn, jit_compile=jit_compile)

@@ -15,7 +15,6 @@ Only the weights come from the source: the step counter, the optimizer and early
 """
 
 import dataclasses
-import glob
 import os
 from typing import List, Sequence, Tuple
 
@@ -37,7 +36,9 @@ class InitFromError(ValueError):
 
 def has_checkpoint(model_dir: str) -> bool:
   """Whether a training run folder holds a checkpoint to resume (then ``--init_from`` no longer applies)."""
-  return bool(glob.glob(os.path.join(glob.escape(os.fspath(model_dir)), "checkpoints", "ckpt-*.index")))
+  from wave_unet_tf.training import checkpoints, legacy
+  folder = os.path.join(os.fspath(model_dir), "checkpoints")
+  return bool(checkpoints.CheckpointFolder(folder).listed()) or legacy.has_checkpoint(folder)
 
 
 def load_source(source: str):
