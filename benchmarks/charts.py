@@ -7,7 +7,7 @@ figures copied from an earlier run's printout, which the file says); each chart 
 date of its figures. Needs matplotlib (the ``notebooks`` extra).
 
   cpu.png               separation speed per preset (separate.json, else separate_transcribed.json) and the
-                        training step (train_step.json, else train_step_transcribed.json)
+                        training step per backend (train_step_<backend>.json, else train_step_transcribed.json)
   gpu.png               gpu.json: training step and separation on a GPU
   precision.png         precision_speed.json: speed of float16 and int8 against float32
   browser_speed.png     browser.json: the in-browser site's speed (a placeholder that says so until it exists)
@@ -92,9 +92,26 @@ def _bars(ax, labels, values, fmt, colours=None, title="", xlabel=""):
   ax.set_xlim(0, max(values) * 1.25)
 
 
+def _training_steps(setting="float32", batch_size=16):
+  """One record of the CPU training step per backend (train_step.py keeps one file per backend), the float32
+  step at batch 16 of each, as rows with ``setting`` = the backend; None when no backend's file exists."""
+  rows, records = [], []
+  for backend in ("tensorflow", "jax", "torch"):
+    record = _load_first(f"train_step_{backend}")
+    row = next((r for r in (record or {}).get("rows", []) if r.get("setting") == setting
+                and r.get("batch_size") == batch_size and r.get("ms_per_step_best")), None)
+    if row and "cpu" in str(record.get("device", "")).lower():
+      rows.append({"setting": backend, "batch_size": batch_size, "s_per_step": row["ms_per_step_best"] / 1000})
+      records.append(record)
+  if not rows:
+    return None
+  return {**records[0], "device": "CPU", "benchmark": "train_step_{" + ",".join(r["setting"] for r in rows) + "}",
+          "rows": rows}
+
+
 def cpu():
   separate = _load_first("separate", "separate_transcribed", keys=(("preset",), SPEED_KEYS))
-  train = _load_first("train_step", "train_step_transcribed", keys=(("setting",), STEP_KEYS))
+  train = _training_steps() or _load_first("train_step_transcribed", keys=(("setting",), STEP_KEYS))
   if not separate and not train:
     return None
   plt = _plt()

@@ -12,6 +12,7 @@ import json
 import os
 
 NAMES = ("tensorflow", "jax", "torch")
+TITLES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}  # as messages name them
 DEFAULT = "tensorflow"
 
 
@@ -35,6 +36,11 @@ def name() -> str:
       return json.load(f).get("backend", DEFAULT)
   except (OSError, ValueError):
     return DEFAULT
+
+
+def title() -> str:
+  """The current backend's name as people write it (``TensorFlow``, ``JAX``, ``PyTorch``)."""
+  return TITLES.get(name(), name())
 
 
 def is_tensorflow() -> bool:

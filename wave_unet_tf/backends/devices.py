@@ -28,7 +28,7 @@ def parse(device) -> tuple:
 
 def _check(device, gpus: int, index):
   if gpus == 0:
-    raise ValueError(f"--device={device}: {backends.name()} sees no GPU here (try --device=cpu)")
+    raise ValueError(f"--device={device}: {backends.title()} sees no GPU here (try --device=cpu)")
   if index is not None and index >= gpus:
     raise ValueError(f"--device={device}: there are {gpus} GPUs (gpu:0 to gpu:{gpus - 1})")
 
