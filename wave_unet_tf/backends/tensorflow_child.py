@@ -57,5 +57,7 @@ def call(function: str, model, *args, **kwargs) -> None:
 
 
 def rerun_command(module: str) -> int:
-  """Runs the command ``python -m module`` with this process' arguments on TensorFlow; its exit status."""
-  return subprocess.run([sys.executable, "-m", module, *sys.argv[1:]], env=environment()).returncode
+  """Runs the command ``python -m module`` with this process' arguments on TensorFlow; its exit status. The
+  child keeps this process' ``argv[0]``, so its messages name the command as the user typed it."""
+  code = f"import runpy, sys; sys.argv.pop(0); runpy.run_module({module!r}, run_name='__main__')"
+  return subprocess.run([sys.executable, "-c", code, *sys.argv], env=environment()).returncode
