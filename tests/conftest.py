@@ -4,6 +4,7 @@ import contextlib
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import tempfile
 
@@ -86,3 +87,16 @@ def released_archive(tmp_path_factory):
   M5-HighSR, M4 and M6 (random values; tests/released_models.py), built once per session."""
   from released_models import write_release
   return write_release(tmp_path_factory.mktemp("release"))
+
+
+def chromium_path():
+  """Debian's Chromium for the browser tests (Playwright drives it through ``executable_path``; its own browser
+  download is not needed); skips with the reason where Playwright or Chromium is missing."""
+  try:
+    import playwright.sync_api  # noqa: F401
+  except ImportError:
+    pytest.skip("the browser tests need Playwright: pip install playwright (its browser download is not needed)")
+  for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+    if candidate and os.path.exists(candidate):
+      return candidate
+  pytest.skip("the browser tests need Chromium: apt-get install chromium (scripts/install.sh does where it can)")

@@ -9,7 +9,6 @@ there (how README's picture is made).
 import io
 import os
 import pathlib
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 import soundfile
 
 import wave_unet_tf as wut
-from conftest import assert_quiet
+from conftest import assert_quiet, chromium_path
 from wave_unet_tf import app, catalogue
 from wave_unet_tf.separation import outputs
 
@@ -151,17 +150,6 @@ def test_a_port_in_use_is_refused_in_one_line(server, model_path):
 # --- a real browser -------------------------------------------------------------------------------------------
 
 
-def _chromium():
-  try:
-    import playwright.sync_api  # noqa: F401
-  except ImportError:
-    pytest.skip("the browser tests need Playwright: pip install playwright (its browser download is not needed)")
-  for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-    if candidate and os.path.exists(candidate):
-      return candidate
-  pytest.skip("the browser tests need Chromium: apt-get install chromium (scripts/install.sh does where it can)")
-
-
 def _free_port():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -177,7 +165,7 @@ def _command():
 def server(tmp_path_factory, model_path):
   """``wave-unet-app`` on a free port: ``(url, port, temp_dir, process)``."""
   pytest.importorskip("gradio", reason="the page needs Gradio: pip install -e '.[app]'")
-  _chromium()
+  chromium_path()
   temp_dir = tmp_path_factory.mktemp("app") / "work"
   port = _free_port()
   env = dict(os.environ, GRADIO_HEARTBEAT_INTERVAL="0.5")  # a closed page is noticed within a second
@@ -207,7 +195,7 @@ def server(tmp_path_factory, model_path):
 def browser(server):
   from playwright.sync_api import sync_playwright
   with sync_playwright() as playwright:
-    chromium = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+    chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
     yield chromium
     chromium.close()
 

@@ -19,7 +19,7 @@ import pytest
 import soundfile
 
 import wave_unet_tf as wut
-from conftest import assert_quiet
+from conftest import assert_quiet, chromium_path
 from test_precision import LEAST_SNR, snr
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -44,17 +44,6 @@ def _channels(encoded):
   return np.stack([np.frombuffer(base64.b64decode(c), np.float32) for c in encoded], axis=1)
 
 
-def _chromium():
-  try:
-    import playwright.sync_api  # noqa: F401
-  except ImportError:
-    pytest.skip("the browser tests need Playwright: pip install playwright (its browser download is not needed)")
-  for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-    if candidate and os.path.exists(candidate):
-      return candidate
-  pytest.skip("the browser tests need Chromium: apt-get install chromium (scripts/install.sh does where it can)")
-
-
 def _litertjs():
   from wave_unet_tf.web.site import WebError, litertjs_folder
   try:
@@ -73,7 +62,7 @@ def model_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory, model_path):
   """``{precision: site folder}`` for float32 and int8 (1 s windows: a 2.5 s song crosses two seams)."""
-  _chromium()
+  chromium_path()
   _litertjs()
   from wave_unet_tf.model_sources import load_model
   from wave_unet_tf.web.site import build_site
@@ -87,7 +76,7 @@ def sites(tmp_path_factory, model_path):
 @pytest.fixture(scope="module")
 def browser():
   from playwright.sync_api import sync_playwright
-  executable = _chromium()
+  executable = chromium_path()
   with sync_playwright() as playwright:
     chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
     yield chromium
