@@ -1,7 +1,7 @@
 """The inference graph exported to TFLite: the polyphase up path (`wave_unet_tf.separation.polyphase`) in ops
 that LiteRT's XNNPACK delegate runs whole, on fixed window sizes.
 
-What kept the Keras graph well below the in-process speed under LiteRT (figures: README, benchmarks/export.py):
+What kept the Keras graph well below the in-process speed under LiteRT (figures: docs/performance.md, benchmarks/export.py):
   - threads: the interpreter's default is one thread (`wave_unet_tf.deploy.tflite` now asks for one per core);
   - decimation ``x[:, ::2]``: a STRIDED_SLICE with stride 2, which XNNPACK does not take, so it runs in
     TFLite's reference kernel (several times slower than the same step as a reshape) and cuts the delegated graph into

@@ -10,7 +10,7 @@ from wave_unet_tf.separation import outputs, windows
 from wave_unet_tf.separation.forward import ForwardPass, as_forward_pass
 
 # Most output seconds per forward pass. Longer windows waste less compute on context (each window also reads
-# the model's context, ~3 s at 44.1 kHz) but hold more activations (benchmarks/separate.py, README).
+# the model's context, ~3 s at 44.1 kHz) but hold more activations (benchmarks/separate.py, docs/performance.md).
 DEFAULT_WINDOW_SECONDS = 30.0
 DEFAULT_BATCH_SIZE = 1
 # On an accelerator the windows are sized to its free memory instead (`device_window_seconds`): this share of it
