@@ -21,8 +21,7 @@ import contextlib
 import numpy as np
 
 from wave_unet_tf import backends
-
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+from wave_unet_tf.training.settings import STRATEGIES  # the --strategy choices, defined once
 
 
 class StrategyError(ValueError):

@@ -4,8 +4,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+from wave_unet_tf.training.settings import STRATEGIES
 
 
 def split_cpu(num_devices: int) -> None:
